@@ -1,0 +1,87 @@
+"""The engine protocol: one async ``generate`` surface for every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "abort"]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingSpec:
+    """What one generation request asks for. ``n`` completions share the prompt."""
+
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    seed: int | None = None
+    logprobs: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One generated sequence.
+
+    ``token_ids`` are exactly the generated tokens (stop strings included, so that
+    ``prompt_ids + token_ids`` is an exact prefix for continuation); ``text`` decodes them.
+    """
+
+    text: str
+    token_ids: tuple[int, ...]
+    finish_reason: FinishReason
+    stop_reason: str | int | None = None
+    cumulative_logprob: float | None = None
+    token_logprobs: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """The answer to one request: its completions, the prompt length and wall time."""
+
+    completions: tuple[Completion, ...]
+    prompt_tokens: int
+    latency_s: float
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every backend implements. Prompts are token ids so continuation is exact."""
+
+    name: str
+    """Identifies backend and model in reports, e.g. 'vllm:/models/smollm2'."""
+
+    async def generate(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> Generation:
+        """Generate ``spec.n`` completions of ``prompt_ids``.
+
+        Raises ``EngineRequestError`` (recoverable) or ``EngineDeadError`` (fatal).
+        """
+        ...
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
+        ...
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of ``token_ids``."""
+        ...
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a chat ending in an open assistant turn (the model's chat template)."""
+        ...
+
+    def versions(self) -> dict[str, str]:
+        """Versions and settings worth stating in a report (engine, model, dtype...)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the engine's resources."""
+        ...

@@ -1,0 +1,69 @@
+"""One error hierarchy under one root.
+
+Recoverable errors are worth retrying (bounded, jittered, with tenacity); fatal ones are not.
+Only ``RecoverableError`` subclasses are ever retried.
+"""
+
+from __future__ import annotations
+
+
+class TTScaleError(Exception):
+    """Root of every error ttscale raises on purpose."""
+
+    exit_code = 1
+
+
+class RecoverableError(TTScaleError):
+    """A transient failure: the same call may succeed if retried."""
+
+
+class FatalError(TTScaleError):
+    """A failure that retrying cannot fix."""
+
+
+class TransientStorageError(RecoverableError):
+    """Object storage timed out, throttled or answered 5xx."""
+
+
+class EngineRequestError(RecoverableError):
+    """One generation request failed, but the engine is still alive."""
+
+
+class ConfigError(FatalError):
+    """A request or setting is invalid."""
+
+    exit_code = 2
+
+
+class InputError(FatalError):
+    """An input object cannot be read at all (not a single bad row: those are reported, not raised)."""
+
+    exit_code = 3
+
+
+class StorageError(FatalError):
+    """Object storage refused the call for good (missing object, denied, bad bucket)."""
+
+    exit_code = 4
+
+
+class ObjectExistsError(StorageError):
+    """A create-only write found the object already there."""
+
+
+class EngineDeadError(FatalError):
+    """The engine cannot serve any more requests."""
+
+    exit_code = 5
+
+
+class ModelNotPreparedError(FatalError):
+    """The embedded model has not been converted yet (run ``ttscale models prepare``)."""
+
+    exit_code = 6
+
+
+class LedgerError(FatalError):
+    """The DuckDB ledger cannot be opened or migrated."""
+
+    exit_code = 7

@@ -1,0 +1,137 @@
+"""Load and validate input batches: JSONL and Parquet objects of questions.
+
+A malformed row is reported as a ``BadRow`` (object, line, field, reason) and skipped; every valid
+row is still returned. Only an object that cannot be read at all raises.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import ValidationError
+
+from ttscale.errors import InputError, StorageError
+from ttscale.schemas import BadRow, Question
+from ttscale.storage import ObjectStore, open_store
+
+INPUT_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
+@dataclass
+class LoadedBatch:
+    """Valid questions in input order, and every row that was not usable."""
+
+    questions: list[Question] = field(default_factory=list)
+    bad_rows: list[BadRow] = field(default_factory=list)
+    objects: list[str] = field(default_factory=list)
+
+
+def _rows_jsonl(data: bytes, uri: str) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
+    for line_no, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            yield line_no, BadRow(object=uri, line=line_no, reason=f"invalid JSON: {exc.msg}")
+            continue
+        if not isinstance(row, dict):
+            yield line_no, BadRow(object=uri, line=line_no, reason="row is not a JSON object")
+            continue
+        yield line_no, row
+
+
+def _rows_parquet(data: bytes, uri: str) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
+    import duckdb
+
+    # DuckDB cannot read s3:// offline (httpfs needs the network): stage the bytes locally.
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        try:
+            con = duckdb.connect()
+            cursor = con.execute("SELECT * FROM read_parquet(?)", [tmp.name])
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        except duckdb.Error as exc:
+            raise InputError(f"{uri}: not a readable Parquet file ({exc})") from None
+    for row_no, values in enumerate(rows, start=1):
+        yield row_no, {k: v for k, v in zip(names, values, strict=True) if v is not None}
+
+
+def _row_error(uri: str, line: int, exc: ValidationError) -> BadRow:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or None
+    reasons = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors()
+    )
+    return BadRow(object=uri, line=line, field=loc, reason=reasons)
+
+
+def parse_object(
+    data: bytes, uri: str, batch: LoadedBatch, seen: dict[str, tuple[str, int]]
+) -> None:
+    """Validate one object's rows into ``batch``; ``seen`` maps ids to where they first occurred."""
+    reader = _rows_parquet if uri.endswith(".parquet") else _rows_jsonl
+    for line, row in reader(data, uri):
+        if isinstance(row, BadRow):
+            batch.bad_rows.append(row)
+            continue
+        try:
+            question = Question.model_validate(row)
+        except ValidationError as exc:
+            batch.bad_rows.append(_row_error(uri, line, exc))
+            continue
+        if question.id in seen:
+            first_uri, first_line = seen[question.id]
+            batch.bad_rows.append(
+                BadRow(
+                    object=uri,
+                    line=line,
+                    field="id",
+                    reason=f"duplicate id {question.id!r} (first at {first_uri} line {first_line})",
+                )
+            )
+            continue
+        seen[question.id] = (uri, line)
+        batch.questions.append(question)
+
+
+def _input_keys(store: ObjectStore, key: str, uri: str) -> list[str]:
+    if key.endswith(INPUT_SUFFIXES) and store.exists(key):
+        return [key]
+    keys = [k for k in store.list(key) if k.endswith(INPUT_SUFFIXES)]
+    if not keys:
+        raise InputError(f"no .jsonl/.json/.parquet objects at {uri}")
+    return keys
+
+
+def load_batch(input_uri: str) -> LoadedBatch:
+    """Load every question object at ``input_uri`` (one object, a directory or an S3 prefix)."""
+    parsed = urlparse(input_uri)
+    if parsed.scheme not in ("s3",):
+        # Local: the store root is the file's directory (or the directory itself).
+        local = Path(parsed.netloc + parsed.path) if parsed.scheme == "file" else Path(input_uri)
+        if not local.exists():
+            raise InputError(f"no such input: {input_uri}")
+        store, key = open_store(str(local.parent if local.is_file() else local))
+        key = local.name if local.is_file() else ""
+    else:
+        store, key = open_store(input_uri)
+    batch = LoadedBatch()
+    seen: dict[str, tuple[str, int]] = {}
+    for object_key in _input_keys(store, key, input_uri):
+        uri = store.uri(object_key)
+        try:
+            data = store.read_bytes(object_key)
+        except StorageError as exc:
+            raise InputError(str(exc)) from None
+        batch.objects.append(uri)
+        parse_object(data, uri, batch, seen)
+    return batch

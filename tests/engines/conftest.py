@@ -1,0 +1,65 @@
+"""Shared engine-test fixtures: a tiny random model and one vLLM engine on it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from ttscale.engines.config import VLLMEngineConfig
+from ttscale.model_prep import build_tiny_model
+
+T = TypeVar("T")
+
+TINY_ENGINE_CONFIG = VLLMEngineConfig(
+    # float32: the random model's logits are nearly tied, and bfloat16 would flip ties.
+    dtype="float32",
+    max_model_len=512,
+    max_num_seqs=64,
+    max_num_batched_tokens=4096,
+    cpu_kv_cache_gib=1,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2 folder (2 layers, hidden 64) with a BPE tokenizer and chat template."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+class EngineRunner:
+    """A started engine plus the event loop it lives on (its tasks are bound to that loop)."""
+
+    def __init__(self, engine: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.engine = engine
+        self.loop = loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coroutine)
+
+
+@pytest.fixture(scope="session")
+def tiny_vllm(tiny_model_dir: Path) -> Iterator[EngineRunner]:
+    """One ``VLLMEngine`` on the tiny model for the whole session, closed at the end."""
+    pytest.importorskip("vllm", reason="vllm is not installed (pip install -e '.[cpu]')")
+    from ttscale.engines.vllm import VLLMEngine
+
+    loop = asyncio.new_event_loop()
+    engine = loop.run_until_complete(VLLMEngine.create(TINY_ENGINE_CONFIG, tiny_model_dir))
+    try:
+        yield EngineRunner(engine, loop)
+    finally:
+        loop.run_until_complete(engine.close())
+        loop.run_until_complete(_cancel_pending())
+        loop.close()
+
+
+async def _cancel_pending() -> None:
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,283 @@
+"""An ``Engine`` over an OpenAI-compatible ``vllm serve`` endpoint, called with token-id prompts.
+
+Prompts go to ``/v1/completions`` as lists of token ids and the generated ids come back
+exactly (``return_token_ids``), so continuation needs no re-tokenization. Nothing is retried
+here: every failure is an ``EngineRequestError`` and the caller decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ttscale.engines.base import Completion, FinishReason, Generation, SamplingSpec
+from ttscale.engines.config import OpenAIEngineConfig
+from ttscale.errors import ConfigError, EngineRequestError
+
+_FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
+_TOKEN_ID_PREFIX = "token_id:"
+_MAX_MESSAGE_CHARS = 500
+
+
+@dataclass
+class _LoopClient:
+    """An async client and concurrency cap, both bound to the event loop that made them."""
+
+    loop: asyncio.AbstractEventLoop
+    client: httpx.AsyncClient
+    slots: asyncio.Semaphore
+
+
+class OpenAICompatibleEngine:
+    """Generation over HTTP from a vLLM OpenAI-compatible server.
+
+    ``tokenizer_path`` (the model's folder, or one with its tokenizer files) makes
+    ``encode``/``decode`` local;
+    without it they call the server's ``/tokenize`` and ``/detokenize``. ``chat_prompt``
+    always asks the server, so the served chat template is the one used.
+    """
+
+    def __init__(
+        self,
+        config: OpenAIEngineConfig,
+        tokenizer_path: Path | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sync_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.name = f"openai:{config.model}@{config.base_url}"
+        self._api_url = config.base_url.rstrip("/")
+        # /tokenize, /detokenize and /version live at the server root, beside /v1.
+        self._root_url = self._api_url.removesuffix("/v1")
+        self._api_key = os.environ.get(config.api_key_env) or None
+        self._transport = transport
+        self._sync_transport = sync_transport
+        self._loop_client: _LoopClient | None = None
+        self._sync_client: httpx.Client | None = None
+        self._local_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
+        self._server_version: str | None = None
+        # Strategies encode the same cues (" Wait", "Final Answer:") over and over.
+        self._tokenize_cached = lru_cache(maxsize=4096)(self._tokenize)
+
+    # -- generation ---------------------------------------------------------------------------
+
+    async def generate(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> Generation:
+        """Generate ``spec.n`` completions of ``prompt_ids``; see ``Engine.generate``."""
+        payload: dict[str, Any] = {
+            "model": self.config.model,
+            "prompt": [int(token) for token in prompt_ids],
+            "max_tokens": spec.max_tokens,
+            "temperature": spec.temperature,
+            "top_p": spec.top_p,
+            "n": spec.n,
+            "stop": list(spec.stop),
+            "stop_token_ids": list(spec.stop_token_ids),
+            # Continuation appends the ids to the prompt, so the stop text must be in them.
+            "include_stop_str_in_output": True,
+            "skip_special_tokens": True,
+            "return_token_ids": True,
+        }
+        if spec.seed is not None:
+            payload["seed"] = spec.seed
+        if spec.logprobs:
+            # 0 = just the sampled token's logprob; tokens as "token_id:N" are a second source
+            # of the exact ids for servers that ignore return_token_ids.
+            payload["logprobs"] = 0
+            payload["return_tokens_as_token_ids"] = True
+        state = self._client()
+        async with state.slots:
+            started = time.perf_counter()
+            body = await self._post(state.client, f"{self._api_url}/completions", payload)
+            latency = time.perf_counter() - started
+        try:
+            choices = sorted(body["choices"], key=lambda choice: choice["index"])
+            completions = tuple(self._completion(choice, spec.logprobs) for choice in choices)
+            prompt_tokens = int(body.get("usage", {}).get("prompt_tokens", len(prompt_ids)))
+        except (KeyError, TypeError, ValueError) as error:
+            raise EngineRequestError(
+                f"{self.name}: malformed completion response ({error})"
+            ) from error
+        if len(completions) != spec.n:
+            raise EngineRequestError(
+                f"{self.name}: asked for {spec.n} choices, got {len(completions)}"
+            )
+        return Generation(completions=completions, prompt_tokens=prompt_tokens, latency_s=latency)
+
+    def _completion(self, choice: dict[str, Any], logprobs: bool) -> Completion:
+        logprob_block = choice.get("logprobs") or {}
+        token_ids = choice.get("token_ids")
+        if token_ids is None:
+            tokens = logprob_block.get("tokens")
+            if tokens is None or not all(str(t).startswith(_TOKEN_ID_PREFIX) for t in tokens):
+                raise EngineRequestError(
+                    f"{self.name}: the server returned no generated token ids "
+                    "(it needs vLLM's return_token_ids, vLLM >= 0.10.2)"
+                )
+            token_ids = [int(str(token).removeprefix(_TOKEN_ID_PREFIX)) for token in tokens]
+        finish_reason = choice.get("finish_reason")
+        if finish_reason == "error":
+            raise EngineRequestError(f"{self.name}: the server failed the request internally")
+        token_logprobs: tuple[float, ...] = ()
+        cumulative: float | None = None
+        if logprobs and logprob_block.get("token_logprobs") is not None:
+            token_logprobs = tuple(float(value) for value in logprob_block["token_logprobs"])
+            cumulative = sum(token_logprobs)
+        return Completion(
+            text=str(choice.get("text") or ""),
+            token_ids=tuple(int(token) for token in token_ids),
+            finish_reason=_FINISH_REASONS.get(str(finish_reason), "abort"),
+            stop_reason=choice.get("stop_reason"),
+            cumulative_logprob=cumulative,
+            token_logprobs=token_logprobs,
+        )
+
+    # -- tokenizer ----------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
+        if self._local_tokenizer is not None:
+            return [int(t) for t in self._local_tokenizer.encode(text, add_special_tokens=False)]
+        return list(self._tokenize_cached(text))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of ``token_ids``."""
+        ids = [int(token) for token in token_ids]
+        if self._local_tokenizer is not None:
+            return str(self._local_tokenizer.decode(ids, skip_special_tokens=True))
+        body = self._post_sync("/detokenize", {"model": self.config.model, "tokens": ids})
+        return str(body["prompt"])
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a chat ending in an open assistant turn (the server's chat template)."""
+        payload = {
+            "model": self.config.model,
+            "messages": [dict(message) for message in messages],
+            "add_generation_prompt": True,
+        }
+        return [int(token) for token in self._post_sync("/tokenize", payload)["tokens"]]
+
+    def _tokenize(self, text: str) -> tuple[int, ...]:
+        payload = {"model": self.config.model, "prompt": text, "add_special_tokens": False}
+        return tuple(int(token) for token in self._post_sync("/tokenize", payload)["tokens"])
+
+    # -- reporting and lifetime ---------------------------------------------------------------
+
+    def versions(self) -> dict[str, str]:
+        """Endpoint, served model and the server's vLLM version (when it answers ``/version``)."""
+        if self._server_version is None:
+            try:
+                response = self._sync().get(f"{self._root_url}/version")
+                response.raise_for_status()
+                self._server_version = str(response.json().get("version", "unknown"))
+            except (httpx.HTTPError, ValueError):
+                self._server_version = "unknown"
+        return {
+            "engine": "openai",
+            "base_url": self.config.base_url,
+            "model": self.config.model,
+            "server_vllm": self._server_version,
+        }
+
+    async def close(self) -> None:
+        """Close the HTTP clients."""
+        if self._loop_client is not None:
+            await self._loop_client.client.aclose()
+            self._loop_client = None
+        if self._sync_client is not None:
+            self._sync_client.close()
+            self._sync_client = None
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+
+    def _client(self) -> _LoopClient:
+        """The async client for the running loop (a client cannot move between loops)."""
+        loop = asyncio.get_running_loop()
+        if self._loop_client is None or self._loop_client.loop is not loop:
+            limit = self.config.max_concurrency
+            client = httpx.AsyncClient(
+                headers=self._headers(),
+                timeout=self.config.timeout_s,
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                transport=self._transport,
+            )
+            self._loop_client = _LoopClient(loop, client, asyncio.Semaphore(limit))
+        return self._loop_client
+
+    def _sync(self) -> httpx.Client:
+        if self._sync_client is None:
+            self._sync_client = httpx.Client(
+                headers=self._headers(),
+                timeout=min(self.config.timeout_s, 60.0),
+                transport=self._sync_transport,
+            )
+        return self._sync_client
+
+    async def _post(self, client: httpx.AsyncClient, url: str, payload: dict[str, Any]) -> Any:
+        try:
+            response = await client.post(url, json=payload)
+        except httpx.HTTPError as error:
+            raise EngineRequestError(self._transport_message(error)) from error
+        return self._json(response)
+
+    def _post_sync(self, path: str, payload: dict[str, Any]) -> Any:
+        try:
+            response = self._sync().post(f"{self._root_url}{path}", json=payload)
+        except httpx.HTTPError as error:
+            raise EngineRequestError(self._transport_message(error)) from error
+        return self._json(response)
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise EngineRequestError(
+                f"{self.name}: HTTP {response.status_code} from {response.request.url.path}: "
+                f"{self._redact(_server_message(response))}"
+            )
+        try:
+            return response.json()
+        except ValueError as error:
+            raise EngineRequestError(f"{self.name}: response is not JSON") from error
+
+    def _transport_message(self, error: httpx.HTTPError) -> str:
+        return f"{self.name}: {type(error).__name__}: {self._redact(str(error)) or 'no detail'}"
+
+    def _redact(self, message: str) -> str:
+        """``message`` without the API key, should a server or proxy ever echo it."""
+        return message.replace(self._api_key, "***") if self._api_key else message
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The error text of an OpenAI-style (``{"error": {"message"}}``) or other error body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:_MAX_MESSAGE_CHARS] or response.reason_phrase
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:_MAX_MESSAGE_CHARS]
+        for key in ("message", "detail", "error"):
+            if body.get(key):
+                return str(body[key])[:_MAX_MESSAGE_CHARS]
+    return str(body)[:_MAX_MESSAGE_CHARS]
+
+
+def _load_tokenizer(folder: Path) -> Any:
+    """The transformers tokenizer of ``folder``: the class-specific one the server also uses."""
+    if not (Path(folder) / "tokenizer_config.json").is_file():
+        raise ConfigError(f"no tokenizer (tokenizer_config.json) in {folder}")
+    # model_prep owns the transformers import, which keeps this module import-light.
+    from ttscale.model_prep import load_tokenizer
+
+    return load_tokenizer(Path(folder))

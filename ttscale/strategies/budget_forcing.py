@@ -1,0 +1,75 @@
+"""s1 budget forcing (Muennighoff et al. 2025): control thinking length at decode time.
+
+Thinking is capped at B tokens: when the cap is hit, the end-of-thinking delimiter and the answer
+cue are appended and the answer generated. With extensions, an early end of thinking is
+suppressed and "Wait" appended, as long as budget remains; thinking never exceeds B.
+"""
+
+from __future__ import annotations
+
+from ttscale.engines.base import SamplingSpec
+from ttscale.strategies.base import Outcome, StrategyContext
+from ttscale.strategies.common import extractor, question_prompt
+from ttscale.strategies.config import BudgetForcingConfig
+from ttscale.strategies.language import forcing_for
+
+
+async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> Outcome:
+    """One sample whose thinking is forced to end within ``ctx.budget`` tokens."""
+    forcing = forcing_for(config.language_forcing, ctx.question.language, config.wait_text)
+    prompt = question_prompt(
+        ctx, forcing.system_extra, ctx.profile.thinking_prefix + forcing.thinking_prefix
+    )
+    delimiter = ctx.profile.end_of_thinking
+    thinking_ids: list[int] = []
+    spent = 0
+    extensions_used = 0
+    how_thinking_ended = "budget_reached"
+    while ctx.budget - spent > 0:
+        completion = await ctx.generate(
+            prompt + thinking_ids,
+            SamplingSpec(
+                max_tokens=ctx.budget - spent,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                stop=(delimiter,),
+            ),
+            sample_index=0,
+            phase="thinking" if extensions_used == 0 else "extension",
+        )
+        spent += completion.num_tokens
+        if completion.finish_reason == "length":
+            # Ran into the cap: keep its tokens exactly; the delimiter is forced below.
+            thinking_ids += completion.token_ids
+            break
+        # The model ended its thinking early (delimiter or end of sequence). Its text without
+        # the delimiter is re-encoded: the stop text cannot be cut out of the ids exactly.
+        text = completion.text
+        segment = text[: text.rfind(delimiter)] if delimiter in text else text
+        if extensions_used < config.extensions and ctx.budget - spent > 0:
+            thinking_ids += ctx.engine.encode(segment + " " + forcing.wait_text)
+            extensions_used += 1
+            continue
+        thinking_ids += ctx.engine.encode(segment)
+        how_thinking_ended = "model_stopped"
+        break
+    forced = ctx.engine.encode("\n" + delimiter + ctx.profile.answer_cue)
+    answer = await ctx.generate(
+        prompt + thinking_ids + forced,
+        SamplingSpec(max_tokens=config.answer_max_tokens, temperature=0.0, stop=("\n\n",)),
+        sample_index=0,
+        phase="answer",
+    )
+    extract = extractor(ctx)
+    final = extract(delimiter + ctx.profile.answer_cue + answer.text)
+    return Outcome(
+        final_answer=final,
+        stop_reason=how_thinking_ended,
+        samples_used=1,
+        detail={"thinking_tokens": spent, "extensions": extensions_used, "budget": ctx.budget},
+        answered_language=forcing.detect(answer.text, _thinking_text(ctx)),
+    )
+
+
+def _thinking_text(ctx: StrategyContext) -> str:
+    return "".join(c.completion_text for c in ctx.calls if c.phase in ("thinking", "extension"))

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ttscale.analysis.curves import Pricing, cluster_bootstrap_means, percentile_interval
+from ttscale.analysis.frontier import chord_gains, frontier_order
+from ttscale.analysis.recommend import replicate_marginal_gain_choices, utility_choice
+
+
+def test_bootstrap_is_seeded_and_covers_the_mean() -> None:
+    rng = np.random.default_rng(1)
+    correct = (rng.random((400, 3)) < [0.3, 0.5, 0.7]).astype(float)
+    present = np.ones_like(correct, dtype=bool)
+    (first,) = cluster_bootstrap_means([correct], present, 2000, seed=7)
+    (again,) = cluster_bootstrap_means([correct], present, 2000, seed=7)
+    np.testing.assert_array_equal(first, again)
+    low, high = percentile_interval(first)
+    means = correct.mean(axis=0)
+    assert ((low < means) & (means < high)).all()
+    # Binomial standard error ≈ sqrt(p(1-p)/n): the interval is about ±1.96 of it.
+    width = high - low
+    expected = 2 * 1.96 * np.sqrt(means * (1 - means) / 400)
+    np.testing.assert_allclose(width, expected, rtol=0.2)
+
+
+def test_bootstrap_is_paired_across_configs() -> None:
+    rng = np.random.default_rng(2)
+    base = (rng.random(300) < 0.5).astype(float)
+    # The second config equals the first on every item: paired replicates must be identical.
+    correct = np.column_stack([base, base])
+    (reps,) = cluster_bootstrap_means([correct], np.ones_like(correct, bool), 2000, seed=3)
+    np.testing.assert_array_equal(reps[:, 0], reps[:, 1])
+
+
+def test_missing_outcomes_are_left_out_of_the_mean() -> None:
+    correct = np.array([[1.0, np.nan], [0.0, 1.0], [1.0, 1.0]])
+    present = ~np.isnan(correct)
+    (reps,) = cluster_bootstrap_means([correct], present, 2000, seed=0)
+    assert np.nanmax(reps[:, 1]) == 1.0
+
+
+def test_pricing_by_tokens_and_by_gpu_hour() -> None:
+    assert Pricing(price_per_million_tokens=2.0).usd_per_item(500_000, 0) == pytest.approx(1.0)
+    gpu = Pricing(gpu_hour_price=3.6, throughput_tokens_per_second=1000.0)
+    assert gpu.usd_per_item(3_600_000, 0) == pytest.approx(3.6)
+    assert Pricing().usd_per_item(10, 10) is None
+
+
+def test_frontier_and_rules_on_a_known_curve() -> None:
+    cost = np.array([100.0, 200.0, 400.0, 800.0, 150.0])
+    accuracy = np.array([0.50, 0.60, 0.62, 0.625, 0.40])  # the last point is dominated
+    candidates = np.ones(5, dtype=bool)
+    assert frontier_order(accuracy, cost, candidates) == [0, 1, 2, 3]
+    gains = chord_gains(accuracy, cost)
+    # 10 points for 100 more tokens is 100 points per 1k tokens; then 10, then 1.25.
+    assert gains[0, 1] == pytest.approx(100.0)
+    assert gains[2, 3] == pytest.approx(1.25)
+    choice = replicate_marginal_gain_choices(accuracy[None], cost[None], candidates, tau=5.0)
+    assert choice.tolist() == [2]
+    assert int(utility_choice(accuracy, cost, candidates, lambda_per_1k=50.0)) == 1

@@ -1,0 +1,121 @@
+"""SQL that the cost–accuracy reports run against the ledger (all parameters are positional).
+
+Token counts always come from ``generation_calls`` (through the ``item_spend`` view), never from
+the copies in ``item_decisions``: the call rows are the ledger's single source of token counts.
+"""
+
+from __future__ import annotations
+
+RUN_METADATA = """
+SELECT run_id, CAST(created_at AS VARCHAR) AS created_at, fingerprint, engine, engine_kind, seed,
+       CAST(request_json AS VARCHAR), CAST(versions_json AS VARCHAR), CAST(prompts_json AS VARCHAR)
+FROM runs
+WHERE run_id = ?
+"""
+
+INPUT_ERROR_COUNT = "SELECT count(*) FROM input_errors WHERE run_id = ?"
+
+# Decisions joined to their spend; a decision whose calls are missing spends zero tokens rather
+# than vanishing from the accuracy denominator.
+_DECISION_SPEND = """
+SELECT i.dataset, i.language, d.strategy, d.budget, d.item_id, d.correct, d.stop_reason,
+       coalesce(s.calls, 0)             AS calls,
+       coalesce(s.discarded_calls, 0)   AS discarded_calls,
+       coalesce(s.prompt_tokens, 0)     AS prompt_tokens,
+       coalesce(s.completion_tokens, 0) AS completion_tokens,
+       coalesce(s.thinking_tokens, 0)   AS thinking_tokens,
+       coalesce(s.latency_s, 0)         AS latency_s
+FROM item_decisions d
+JOIN items i USING (run_id, item_id)
+LEFT JOIN item_spend s USING (run_id, item_id, strategy, budget)
+WHERE d.run_id = ?
+"""
+
+SUMMARY_BY_STRATEGY_BUDGET = f"""
+WITH ds AS ({_DECISION_SPEND})
+SELECT strategy, budget,
+       count(*)                      AS items,
+       count(*) FILTER (WHERE correct) AS correct,
+       avg(correct::INTEGER)         AS accuracy,
+       avg(completion_tokens)        AS mean_completion_tokens,
+       sum(completion_tokens)        AS total_completion_tokens,
+       avg(prompt_tokens)            AS mean_prompt_tokens,
+       sum(prompt_tokens)            AS total_prompt_tokens,
+       avg(thinking_tokens)          AS mean_thinking_tokens,
+       sum(calls)                    AS calls,
+       sum(discarded_calls)          AS discarded_calls
+FROM ds
+GROUP BY strategy, budget
+ORDER BY strategy, budget
+"""
+
+SUMMARY_BY_SLICE = f"""
+WITH ds AS ({_DECISION_SPEND})
+SELECT dataset, language, strategy, budget,
+       count(*)                      AS items,
+       count(*) FILTER (WHERE correct) AS correct,
+       avg(correct::INTEGER)         AS accuracy,
+       avg(completion_tokens)        AS mean_completion_tokens,
+       sum(completion_tokens)        AS total_completion_tokens,
+       avg(prompt_tokens)            AS mean_prompt_tokens,
+       sum(prompt_tokens)            AS total_prompt_tokens,
+       avg(thinking_tokens)          AS mean_thinking_tokens,
+       sum(calls)                    AS calls,
+       sum(discarded_calls)          AS discarded_calls
+FROM ds
+GROUP BY dataset, language, strategy, budget
+ORDER BY dataset, language, strategy, budget
+"""
+
+STOP_REASONS = """
+SELECT strategy, budget, stop_reason, count(*) AS decisions
+FROM item_decisions
+WHERE run_id = ?
+GROUP BY ALL
+ORDER BY strategy, budget, decisions DESC, stop_reason
+"""
+
+# One row per decision with dense indices, so numpy can scatter it into item × config matrices:
+# item_index numbers the items of a (dataset, language) slice, config_index its (strategy, budget)s.
+ITEM_OUTCOMES = f"""
+WITH ds AS ({_DECISION_SPEND})
+SELECT dataset, language, strategy, budget, item_id,
+       dense_rank() OVER (PARTITION BY dataset, language ORDER BY item_id) - 1 AS item_index,
+       dense_rank() OVER (PARTITION BY dataset, language ORDER BY strategy, budget) - 1
+           AS config_index,
+       correct::DOUBLE AS correct,
+       completion_tokens::DOUBLE AS completion_tokens,
+       prompt_tokens::DOUBLE AS prompt_tokens,
+       thinking_tokens::DOUBLE AS thinking_tokens
+FROM ds
+ORDER BY dataset, language, item_index, config_index
+"""
+
+# Per-stream decode throughput: tokens over summed call latency. Concurrent batching makes the
+# real GPU throughput higher, so costs priced with it are an upper bound.
+MEASURED_THROUGHPUT = """
+SELECT sum(completion_tokens)::DOUBLE, sum(latency_s)
+FROM generation_calls
+WHERE run_id = ?
+"""
+
+CALL_TOTALS = """
+SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
+       coalesce(sum(thinking_tokens), 0), count(*) FILTER (WHERE NOT used)
+FROM generation_calls
+WHERE run_id = ?
+"""
+
+# Example items for a decline finding: right at the lower budget, wrong at the higher one.
+DECLINE_EXAMPLES = """
+SELECT i.item_id, i.question, i.gold, lo.final_answer AS lower_answer,
+       hi.final_answer AS higher_answer
+FROM item_decisions lo
+JOIN item_decisions hi
+  ON hi.run_id = lo.run_id AND hi.item_id = lo.item_id AND hi.strategy = lo.strategy
+JOIN items i ON i.run_id = lo.run_id AND i.item_id = lo.item_id
+WHERE lo.run_id = ? AND i.dataset = ? AND i.language = ? AND lo.strategy = ?
+  AND lo.budget = ? AND hi.budget = ? AND lo.correct AND NOT hi.correct
+ORDER BY i.item_id
+LIMIT ?
+"""

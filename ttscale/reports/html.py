@@ -1,0 +1,367 @@
+"""Render a ``Report`` as ONE self-contained HTML file: inline CSS, inline SVG, a little inline JS.
+
+No network access is needed to view it. Every text from the ledger (questions, answers, model
+names, prompts) goes through ``html.escape``; the script reads tooltips with ``textContent``.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+import numpy as np
+
+from ttscale.analysis.saturation import strategy_unit
+from ttscale.reports.model import Report, SliceReport
+from ttscale.reports.svg import PALETTE, Highlight, Series, line_chart, share_bars
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:3px 8px}
+th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.tick,.legend{font-size:11px;fill:#444}.axis{font-size:12px;fill:#222}
+.flag{color:#b00020;font-weight:600}.ok{color:#2a7a2a}
+#tip{position:absolute;display:none;background:#222;color:#fff;padding:4px 8px;border-radius:4px;
+font-size:12px;pointer-events:none;white-space:pre;max-width:420px}
+.charts{display:flex;flex-wrap:wrap;gap:12px}pre{white-space:pre-wrap;background:#f6f6f6;padding:8px}
+"""
+
+# Tooltips and the slice selector; textContent keeps tooltip text inert.
+_JS = """
+(function () {
+  var tip = document.getElementById('tip');
+  document.querySelectorAll('[data-tip]').forEach(function (el) {
+    el.addEventListener('mouseenter', function () {
+      tip.textContent = el.getAttribute('data-tip'); tip.style.display = 'block';
+    });
+    el.addEventListener('mousemove', function (e) {
+      tip.style.left = (e.pageX + 12) + 'px'; tip.style.top = (e.pageY + 12) + 'px';
+    });
+    el.addEventListener('mouseleave', function () { tip.style.display = 'none'; });
+  });
+  var select = document.getElementById('slice-select');
+  function show() {
+    document.querySelectorAll('section.slice').forEach(function (s) {
+      s.hidden = select.value !== 'all' && s.getAttribute('data-slice') !== select.value;
+    });
+  }
+  if (select) { select.addEventListener('change', show); show(); }
+  document.body.setAttribute('data-charts-ready',
+    String(document.querySelectorAll('svg.chart').length));
+})();
+"""
+
+
+def _e(value: object) -> str:
+    return escape(str(value))
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cost_chart(s: SliceReport, strategies: list[str]) -> str:
+    series = []
+    for index, strategy in enumerate(strategies):
+        points = [p for p in s.curves if p.strategy == strategy]
+        series.append(
+            Series(
+                name=strategy,
+                x=[p.mean_completion_tokens for p in points],
+                y=[p.accuracy for p in points],
+                y_low=[p.accuracy_low for p in points],
+                y_high=[p.accuracy_high for p in points],
+                x_low=[p.completion_tokens_low for p in points],
+                x_high=[p.completion_tokens_high for p in points],
+                tips=[
+                    f"{strategy} @ {p.budget}\naccuracy {_pct(p.accuracy)} "
+                    f"[{_pct(p.accuracy_low)}, {_pct(p.accuracy_high)}]\n"
+                    f"{p.mean_completion_tokens:.0f} completion tok/item, "
+                    f"{p.mean_prompt_tokens:.0f} prompt tok/item"
+                    for p in points
+                ],
+                color=PALETTE[index % len(PALETTE)],
+            )
+        )
+    lookup = {(p.strategy, p.budget): p for p in s.curves}
+    front = [lookup[(st, b)] for st, b in s.frontier_configs if (st, b) in lookup]
+    if len(front) > 1:
+        series.append(
+            Series(
+                name="Pareto frontier",
+                x=[p.mean_completion_tokens for p in front],
+                y=[p.accuracy for p in front],
+                dashed=True,
+                markers=False,
+                color="#888",
+            )
+        )
+    highlights = [
+        Highlight(
+            x=r.mean_completion_tokens,
+            y=r.accuracy,
+            tip=f"recommended ({r.rule}): {r.strategy} @ {r.budget}",
+            color="#000" if r.rule == "marginal_gain" else "#ff7f0e",
+        )
+        for r in s.recommendations
+    ]
+    return line_chart(
+        f"Accuracy vs cost — {s.dataset} / {s.language}",
+        "mean completion tokens per item (log scale)",
+        "accuracy",
+        series,
+        highlights,
+    )
+
+
+def _budget_chart(s: SliceReport, strategy: str, color: str) -> str:
+    points = [p for p in s.curves if p.strategy == strategy]
+    series = [
+        Series(
+            name=strategy,
+            x=[float(p.budget) for p in points],
+            y=[p.accuracy for p in points],
+            y_low=[p.accuracy_low for p in points],
+            y_high=[p.accuracy_high for p in points],
+            tips=[f"budget {p.budget}: {_pct(p.accuracy)}" for p in points],
+            color=color,
+        )
+    ]
+    fit = next((f for f in s.saturation if f.strategy == strategy), None)
+    if fit is not None:
+        _, scale, _ = strategy_unit(strategy)
+        budgets = np.geomspace(min(fit.budgets), max(fit.budgets), 40)
+        fitted = fit.f_max * (1 - (1 - fit.p) ** (budgets / scale))
+        series.append(
+            Series(
+                name="TTSPM fit",
+                x=budgets.tolist(),
+                y=fitted.tolist(),
+                dashed=True,
+                markers=False,
+                color="#555",
+            )
+        )
+    return line_chart(
+        f"{strategy}: accuracy vs budget — {s.dataset} / {s.language}",
+        "budget (log scale)",
+        "accuracy",
+        series,
+    )
+
+
+def _slice_section(index: int, s: SliceReport) -> str:
+    strategies = sorted({p.strategy for p in s.curves})
+    charts = [_cost_chart(s, strategies)]
+    charts += [
+        _budget_chart(s, strategy, PALETTE[k % len(PALETTE)])
+        for k, strategy in enumerate(strategies)
+        if sum(p.strategy == strategy for p in s.curves) > 1
+    ]
+    parts = [
+        f'<section class="slice" data-slice="{index}">',
+        f"<h2>{_e(s.dataset)} / {_e(s.language)} <small>({s.items} items)</small></h2>",
+        "<h3>Recommendations</h3>",
+    ]
+    for r in s.recommendations:
+        notes = []
+        if not r.plateau_reached:
+            notes.append('<span class="flag">no plateau within measured budgets</span>')
+        if r.capped_by_decline:
+            notes.append('<span class="flag">capped before a significant decline</span>')
+        rule = (
+            f"marginal gain upper CI &lt; τ = {r.threshold:g} pts/1k tok"
+            if r.rule == "marginal_gain"
+            else f"max accuracy − λ·cost, λ = {r.threshold:.3g} pts/1k tok"
+        )
+        money = "" if r.usd_per_item is None else f", ${r.usd_per_item:.6f}/item"
+        parts.append(
+            f"<p><b>{_e(r.strategy)} @ {r.budget}</b> ({rule}): accuracy {_pct(r.accuracy)}, "
+            f"{r.mean_completion_tokens:.0f} tok/item{money} {' '.join(notes)}</p>"
+            "<p>Bootstrap distribution of this choice:</p>"
+            + share_bars([(f"{d.strategy} @ {d.budget}", d.share) for d in r.distribution[:8]])
+        )
+    parts.append('<div class="charts">' + "".join(charts) + "</div>")
+    parts.append("<h3>Curves (95% paired bootstrap intervals)</h3>")
+    parts.append(
+        _table(
+            ["strategy", "budget", "items", "accuracy", "95% CI", "tok/item", "95% CI", "USD/item"],
+            [
+                [
+                    _e(p.strategy),
+                    str(p.budget),
+                    str(p.items),
+                    _pct(p.accuracy),
+                    f"{_pct(p.accuracy_low)}–{_pct(p.accuracy_high)}",
+                    f"{p.mean_completion_tokens:.1f}",
+                    f"{p.completion_tokens_low:.1f}–{p.completion_tokens_high:.1f}",
+                    "–" if p.usd_per_item is None else f"{p.usd_per_item:.6f}",
+                ]
+                for p in s.curves
+            ],
+        )
+    )
+    if s.frontier:
+        parts.append("<h3>Pareto frontier: marginal gain per 1k tokens</h3>")
+        parts.append(
+            _table(
+                ["from", "to", "Δ tokens", "Δ accuracy (pts)", "pts per 1k tok", "95% CI"],
+                [
+                    [
+                        f"{_e(f.from_strategy)} @ {f.from_budget}",
+                        f"{_e(f.to_strategy)} @ {f.to_budget}",
+                        f"{f.extra_tokens:.0f}",
+                        f"{f.gain_points:.1f}",
+                        f"{f.gain_per_1k_tokens:.2f}",
+                        f"{f.gain_per_1k_low:.2f} – {f.gain_per_1k_high:.2f}",
+                    ]
+                    for f in s.frontier
+                ],
+            )
+        )
+    if s.saturation:
+        parts.append("<h3>Saturation: F(N) = F<sub>max</sub>·(1 − (1 − p)<sup>N</sup>)</h3>")
+        parts.append(
+            _table(
+                ["strategy", "unit of N", "F_max", "p", "ε", "N*", "deviance"],
+                [
+                    [
+                        _e(f.strategy),
+                        _e(f.unit),
+                        _pct(f.f_max),
+                        f"{f.p:.4f}",
+                        f"{f.epsilon:g}",
+                        f"{f.saturation_point:g}" + (" (extrapolated)" if f.extrapolated else ""),
+                        f"{f.deviance:.2f}",
+                    ]
+                    for f in s.saturation
+                ],
+            )
+        )
+    parts.append(_inverse_section(s))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _inverse_section(s: SliceReport) -> str:
+    parts = ["<h3>Inverse scaling</h3>"]
+    for f in s.inverse_scaling:
+        verdict = (
+            f'<span class="flag">significant decline: capped at budget {f.cap_budget}</span>'
+            if f.cap_budget is not None
+            else '<span class="ok">no significant decline</span>'
+        )
+        parts.append(f"<p><b>{_e(f.strategy)}</b>: {verdict}</p>")
+        rows = [
+            [
+                f"McNemar {t.lower_budget} → {t.higher_budget}",
+                f"lost {t.lost}, gained {t.gained}",
+                f"{t.p_value:.3g}",
+                f"{t.p_holm:.3g}",
+                "yes" if t.significant else "no",
+            ]
+            for t in f.pairwise
+        ]
+        if f.trend is not None:
+            t = f.trend
+            rows.append(
+                [
+                    f"trend on realised {_e(t.token_measure)}",
+                    f"{t.slope_points_per_1k_tokens:+.2f} pts per 1k tok",
+                    f"{t.p_value:.3g}",
+                    f"{t.p_holm:.3g}",
+                    "yes" if t.significant else "no",
+                ]
+            )
+        parts.append(_table(["test", "effect", "p", "p (Holm)", "significant"], rows))
+        if f.examples:
+            parts.append(
+                _table(
+                    ["item", "question", "gold", "lower-budget answer", "higher-budget answer"],
+                    [
+                        [
+                            _e(e.item_id),
+                            _e(e.question),
+                            _e(e.gold),
+                            _e(e.lower_answer),
+                            _e(e.higher_answer),
+                        ]
+                        for e in f.examples
+                    ],
+                )
+            )
+    return "".join(parts)
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML document."""
+    run = report.run
+    options = ['<option value="all">all slices</option>'] + [
+        f'<option value="{k}">{_e(s.dataset)} / {_e(s.language)}</option>'
+        for k, s in enumerate(report.slices)
+    ]
+    summary = _table(
+        [
+            "strategy",
+            "budget",
+            "items",
+            "accuracy",
+            "mean completion tok",
+            "total completion tok",
+            "mean prompt tok",
+            "total prompt tok",
+        ],
+        [
+            [
+                _e(r.strategy),
+                str(r.budget),
+                str(r.items),
+                _pct(r.accuracy),
+                f"{r.mean_completion_tokens:.1f}",
+                str(r.total_completion_tokens),
+                f"{r.mean_prompt_tokens:.1f}",
+                str(r.total_prompt_tokens),
+            ]
+            for r in report.summary
+        ],
+    )
+    meta = {
+        "model/engine": f"{run.engine} ({run.engine_kind})",
+        "run created": run.created_at,
+        "report generated": report.generated_at,
+        "seed": run.seed,
+        "fingerprint": run.fingerprint,
+        "calls": f"{report.totals.calls} ({report.totals.discarded_calls} discarded)",
+        "completion tokens": report.totals.completion_tokens,
+        "prompt tokens": report.totals.prompt_tokens,
+        "input errors": report.input_errors,
+        "bootstrap": f"{report.settings.bootstrap_resamples} paired resamples, "
+        f"seed {report.settings.seed}",
+    }
+    details = json.dumps(
+        {"versions": run.versions, "prompts": run.prompts, "request": run.request},
+        indent=2,
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    body = [
+        f"<h1>Cost–accuracy report: {_e(run.run_id)}</h1>",
+        _table(["", ""], [[_e(k), _e(v)] for k, v in meta.items()]),
+        f"<details><summary>versions, prompts, request</summary><pre>{_e(details)}</pre></details>",
+        "<h2>Per strategy × budget (all slices)</h2>",
+        summary,
+        '<p><label>Slice: <select id="slice-select">' + "".join(options) + "</select></label></p>",
+        *(_slice_section(k, s) for k, s in enumerate(report.slices)),
+        '<div id="tip"></div>',
+    ]
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>ttscale report {_e(run.run_id)}</title><style>{_CSS}</style></head>"
+        f"<body>{''.join(body)}<script>{_JS}</script></body></html>"
+    )

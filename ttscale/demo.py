@@ -36,9 +36,9 @@ def main() -> None:
     ledger = request.ledger_path
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s. Try:\n")
     print(
-        f'  .venv/bin/ttscale sql --ledger {ledger} "SELECT strategy, budget, items, '
-        "round(accuracy, 3) AS accuracy, round(mean_completion_tokens) AS tokens_per_item "
-        'FROM cost_accuracy ORDER BY strategy, budget"'
+        f'  .venv/bin/ttscale sql --ledger {ledger} "SELECT strategy, budget, count(*) AS items, '
+        "round(avg(correct::INT), 3) AS accuracy, round(avg(completion_tokens)) AS tokens_per_item "
+        'FROM item_decisions GROUP BY ALL ORDER BY strategy, budget"'
     )
     print(
         f'  .venv/bin/ttscale sql --ledger {ledger} "SELECT item_id, strategy, budget, '

@@ -45,6 +45,8 @@ def test_batch_flow_end_to_end_and_rerun(prefect_harness: None, tmp_path: Path) 
     assert second["run_id"] == first["run_id"]
     assert second["units_added"] == 0 and second["calls_added"] == 0
     assert second["totals"] == first["totals"]
+    markdown = Path(first["report"]["markdown"].removeprefix("file://")).read_text()
+    assert "Scripted test engine" in markdown
 
     con = duckdb.connect(first["ledger"], read_only=True)
     calls, tokens = con.execute(

@@ -352,6 +352,9 @@ def render_html(report: Report) -> str:
     )
     body = [
         f"<h1>Cost–accuracy report: {_e(run.run_id)}</h1>",
+        "<p><strong>Scripted test engine: these numbers come from no model.</strong></p>"
+        if run.scripted
+        else "",
         _table(["", ""], [[_e(k), _e(v)] for k, v in meta.items()]),
         f"<details><summary>versions, prompts, request</summary><pre>{_e(details)}</pre></details>",
         "<h2>Per strategy × budget (all slices)</h2>",

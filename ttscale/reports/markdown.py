@@ -177,6 +177,11 @@ def render_markdown(report: Report) -> str:
     lines = [
         f"# Cost–accuracy report: run `{md_text(run.run_id)}`",
         "",
+        *(
+            ["> **Scripted test engine: these numbers come from no model.**", ""]
+            if run.scripted
+            else []
+        ),
         f"- model/engine: `{md_text(run.engine)}` ({md_text(run.engine_kind)})",
         f"- run created: {md_text(run.created_at)}; report generated: {report.generated_at}",
         f"- seed: {run.seed}; fingerprint: `{md_text(run.fingerprint)}`",

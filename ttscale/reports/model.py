@@ -61,6 +61,12 @@ class RunInfo(BaseModel):
     fingerprint: str
     engine: str
     engine_kind: str
+
+    @property
+    def scripted(self) -> bool:
+        """True for runs on the scripted test engine: no figure of theirs is a model's."""
+        return self.engine_kind == "scripted"
+
     seed: int
     request: dict[str, Any] = {}
     versions: dict[str, Any] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,12 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
-def write_jsonl(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
+@pytest.fixture
+def write_jsonl() -> Callable[[Path, list[str]], Path]:
+    """Write raw lines (valid JSON or not) as a JSONL file."""
+
+    def write(path: Path, lines: list[str]) -> Path:
+        path.write_text("".join(line + "\n" for line in lines))
+        return path
+
+    return write

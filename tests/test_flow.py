@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
-from conftest import write_jsonl
 
 from flows.batch import ttscale_batch
 from ttscale.schemas import BatchRequest
@@ -20,7 +20,9 @@ LINES = [
 ]
 
 
-def test_batch_flow_end_to_end_and_rerun(prefect_harness: None, tmp_path: Path) -> None:
+def test_batch_flow_end_to_end_and_rerun(
+    prefect_harness: None, tmp_path: Path, write_jsonl: Callable[[Path, list[str]], Path]
+) -> None:
     request = BatchRequest.model_validate(
         {
             "input_uri": str(write_jsonl(tmp_path / "in.jsonl", LINES)),

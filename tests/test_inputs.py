@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import write_jsonl
 
 from ttscale.errors import InputError
 from ttscale.inputs import load_batch
@@ -26,7 +26,9 @@ ROWS = [
 ]
 
 
-def test_bad_rows_are_reported_and_the_rest_processed(tmp_path: Path) -> None:
+def test_bad_rows_are_reported_and_the_rest_processed(
+    tmp_path: Path, write_jsonl: Callable[[Path, list[str]], Path]
+) -> None:
     batch = load_batch(str(write_jsonl(tmp_path / "in.jsonl", ROWS)))
     assert [q.id for q in batch.questions] == ["q1", "q2", "q5"]
     assert batch.questions[1].answer == "6" and batch.questions[1].language == "de"
@@ -40,7 +42,9 @@ def test_bad_rows_are_reported_and_the_rest_processed(tmp_path: Path) -> None:
     assert all(b.object.endswith("in.jsonl") for b in batch.bad_rows)
 
 
-def test_parquet_and_directory_prefix(tmp_path: Path) -> None:
+def test_parquet_and_directory_prefix(
+    tmp_path: Path, write_jsonl: Callable[[Path, list[str]], Path]
+) -> None:
     write_jsonl(tmp_path / "a.jsonl", ROWS[:2])
     con = duckdb.connect()
     con.execute(
@@ -55,7 +59,9 @@ def test_parquet_and_directory_prefix(tmp_path: Path) -> None:
     assert len(batch.objects) == 2 and not batch.bad_rows
 
 
-def test_duplicate_ids_across_objects(tmp_path: Path) -> None:
+def test_duplicate_ids_across_objects(
+    tmp_path: Path, write_jsonl: Callable[[Path, list[str]], Path]
+) -> None:
     write_jsonl(tmp_path / "a.jsonl", ROWS[:1])
     write_jsonl(tmp_path / "b.jsonl", ROWS[:1])
     batch = load_batch(str(tmp_path))

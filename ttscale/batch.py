@@ -33,7 +33,7 @@ from ttscale.runner import (
     run_shard_units,
     unit_key,
 )
-from ttscale.schemas import BatchRequest, Question
+from ttscale.schemas import BadRow, BatchRequest, Question
 from ttscale.storage import ObjectStore, join_key, open_store
 
 
@@ -85,6 +85,11 @@ def _write_once(store: ObjectStore, key: str, data: bytes, content_type: str) ->
             ) from None
 
 
+def _shard_questions(store: ObjectStore, shard_prefix: str) -> list[Question]:
+    lines = store.read_bytes(join_key(shard_prefix, "input.jsonl")).decode().splitlines()
+    return [Question.model_validate_json(line) for line in lines if line.strip()]
+
+
 def plan_batch(request: BatchRequest) -> BatchPlan:
     """Load and validate the input, write the errors object and one input object per shard."""
     batch = load_batch(request.input_uri)
@@ -131,8 +136,7 @@ def run_shard(
     done_key = join_key(shard_prefix, "done.json")
     if store.exists(done_key):
         return ShardSummary(shard_prefix, 0, 0, skipped_whole=True)
-    lines = store.read_bytes(join_key(shard_prefix, "input.jsonl")).decode().splitlines()
-    questions = [Question.model_validate_json(line) for line in lines if line.strip()]
+    questions = _shard_questions(store, shard_prefix)
     finished = {unit_key(r) for _, records in read_parts(store, shard_prefix) for r in records}
     units = expand_units(request.strategies)
     profile = resolve_profile(request.engine.profile, model_name(request.engine))
@@ -176,15 +180,12 @@ def ingest(request: BatchRequest, plan: BatchPlan) -> IngestSummary:
     manifest: dict[str, Any] | None = None
     parts = []
     for shard_prefix in plan.shard_prefixes:
-        lines = store.read_bytes(join_key(shard_prefix, "input.jsonl")).decode().splitlines()
-        questions += [Question.model_validate_json(line) for line in lines if line.strip()]
+        questions += _shard_questions(store, shard_prefix)
         done_key = join_key(shard_prefix, "done.json")
         if manifest is None and store.exists(done_key):
             manifest = json.loads(store.read_bytes(done_key))
         parts += read_parts(store, shard_prefix)
     errors = store.read_bytes(join_key(plan.output_prefix, "errors.jsonl")).decode().splitlines()
-    from ttscale.schemas import BadRow
-
     bad_rows = [BadRow.model_validate_json(line) for line in errors if line.strip()]
     manifest = manifest or {"engine": request.engine.kind, "versions": {}, "profile": {}}
     with Ledger(request.ledger_path) as ledger:

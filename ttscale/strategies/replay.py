@@ -1,0 +1,323 @@
+"""Replay sample-based strategies on a stored sample pool: no engine, no new GPU time.
+
+A ``SamplePool`` holds, per item, the independent samples (phase "sample") of an earlier large-N
+run. ``replay`` runs the very same strategy code as a live run (``sampling.Sampler``) against a
+``PoolSampler`` that hands out pool samples in recorded order or in a seeded permutation, and
+reports tokens as the sum of the samples it consumed (drawn, including discarded ones).
+Sequential strategies (budget forcing, refinement) condition on their own outputs and cannot be
+replayed from independent samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+
+from ttscale.grading import canonical_answer, is_correct
+from ttscale.schemas import Question
+from ttscale.strategies.adaptive import run_adaptive_consistency, run_esc, run_optscale
+from ttscale.strategies.base import Outcome, derive_seed
+from ttscale.strategies.parallel import run_best_of_n, run_majority, run_weighted_vote
+from ttscale.strategies.sampling import Sample, Sampler
+from ttscale.strategies.scorers import mean_logprob_score
+
+Order = Literal["recorded", "permutation"]
+
+# The ledger's single source of samples: one row per call of phase 'sample'.
+POOL_SAMPLES_SQL = """
+SELECT c.item_id, i.dataset, i.gold, c.strategy, c.budget, c.sample_index, c.completion_tokens,
+       c.extracted_answer, c.score, c.cumulative_logprob, c.completion_text
+FROM generation_calls c
+JOIN items i USING (run_id, item_id)
+WHERE c.run_id = ? AND c.phase = 'sample' AND c.call_index = 0
+ORDER BY c.item_id, c.strategy, c.budget, c.sample_index
+"""
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """One stored sample. ``score`` is the scorer output the run stored, if any."""
+
+    answer: str | None
+    completion_tokens: int
+    score: float | None
+    cumulative_logprob: float | None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class PoolItem:
+    item_id: str
+    dataset: str
+    gold: str
+    samples: tuple[PoolSample, ...]
+    source: tuple[str, int] = ("", 0)
+    """(strategy, budget) of the unit the samples came from."""
+
+
+@dataclass(frozen=True)
+class SamplePool:
+    """Per item, the samples of one earlier unit, ordered by sample index."""
+
+    run_id: str
+    items: tuple[PoolItem, ...]
+
+    @classmethod
+    def from_rows(cls, run_id: str, rows: Iterable[Mapping[str, Any]]) -> SamplePool:
+        """From call rows (ledger columns plus dataset and gold). Per item, the unit with the
+        most samples is used (ties: the first in (strategy, budget) order): units of one run
+        share their samples' seeds, so the largest unit contains the smaller ones."""
+        groups: dict[str, dict[tuple[str, int], list[Mapping[str, Any]]]] = {}
+        for row in rows:
+            unit = (str(row["strategy"]), int(row["budget"]))
+            groups.setdefault(str(row["item_id"]), {}).setdefault(unit, []).append(row)
+        items = []
+        for item_id in sorted(groups):
+            units = groups[item_id]
+            unit = max(sorted(units), key=lambda u: len(units[u]))
+            chosen = sorted(units[unit], key=lambda r: int(r["sample_index"]))
+            samples = tuple(
+                PoolSample(
+                    answer=r["extracted_answer"],
+                    completion_tokens=int(r["completion_tokens"]),
+                    score=r["score"],
+                    cumulative_logprob=r["cumulative_logprob"],
+                    text=r.get("completion_text") or "",
+                )
+                for r in chosen
+            )
+            first = chosen[0]
+            items.append(
+                PoolItem(item_id, str(first["dataset"]), str(first["gold"]), samples, unit)
+            )
+        return cls(run_id, tuple(items))
+
+    @classmethod
+    def from_ledger(
+        cls,
+        ledger: str | duckdb.DuckDBPyConnection,
+        run_id: str,
+        strategy: str | None = None,
+        budget: int | None = None,
+    ) -> SamplePool:
+        """The pool of ``run_id`` in a ledger file (opened read-only) or connection.
+
+        ``strategy`` / ``budget`` restrict it to one unit, e.g. ("majority", 16).
+        """
+        con = duckdb.connect(ledger, read_only=True) if isinstance(ledger, str) else ledger
+        try:
+            cursor = con.execute(POOL_SAMPLES_SQL, [run_id])
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        finally:
+            if isinstance(ledger, str):
+                con.close()
+        rows = [
+            r
+            for r in rows
+            if (strategy is None or r["strategy"] == strategy)
+            and (budget is None or r["budget"] == budget)
+        ]
+        if not rows:
+            raise ValueError(
+                f"no samples for run {run_id!r} (strategy={strategy}, budget={budget})"
+            )
+        return cls.from_rows(run_id, rows)
+
+    @classmethod
+    def from_records(
+        cls, run_id: str, records: Iterable[Mapping[str, Any]], questions: Sequence[Question]
+    ) -> SamplePool:
+        """From ``runner.run_unit`` records of sample-based units."""
+        by_id = {q.id: q for q in questions}
+        rows = [
+            call
+            | {
+                "item_id": r["item_id"],
+                "strategy": r["strategy"],
+                "budget": r["budget"],
+                "dataset": by_id[r["item_id"]].dataset,
+                "gold": by_id[r["item_id"]].answer,
+            }
+            for r in records
+            for call in r["calls"]
+            if call["phase"] == "sample" and call["call_index"] == 0
+        ]
+        return cls.from_rows(run_id, rows)
+
+
+class PoolExhaustedError(ValueError):
+    """The strategy asked for more samples than the pool holds for an item."""
+
+
+class PoolSampler:
+    """Hands out one item's pool samples: draw i is pool sample order[i]."""
+
+    def __init__(
+        self,
+        item: PoolItem,
+        order: Order = "recorded",
+        seed: int = 0,
+        scorer_kind: str | None = None,
+    ) -> None:
+        self.item = item
+        self.dataset = item.dataset
+        self.scorer_kind = scorer_kind
+        n = len(item.samples)
+        if order == "recorded":
+            self.order = list(range(n))
+        else:
+            rng = np.random.default_rng(derive_seed(seed, item.item_id))
+            self.order = [int(i) for i in rng.permutation(n)]
+        self.drawn: list[Sample] = []
+        self.discarded: set[int] = set()
+
+    def _score(self, sample: PoolSample) -> float | None:
+        if self.scorer_kind is None:
+            return sample.score
+        if sample.score is not None:
+            return sample.score
+        if self.scorer_kind == "mean_logprob":
+            return mean_logprob_score(sample.cumulative_logprob, sample.completion_tokens)
+        raise ValueError(f"pool has no stored {self.scorer_kind} scores for {self.item.item_id}")
+
+    async def draw(self, indices: Sequence[int]) -> list[Sample]:
+        out = []
+        for index in indices:
+            if index >= len(self.order):
+                raise PoolExhaustedError(
+                    f"item {self.item.item_id}: draw {index} but the pool holds {len(self.order)}"
+                )
+            stored = self.item.samples[self.order[index]]
+            sample = Sample(
+                index=index,
+                answer=stored.answer,
+                key=canonical_answer(stored.answer, self.dataset),
+                completion_tokens=stored.completion_tokens,
+                score=self._score(stored),
+                text=stored.text,
+            )
+            out.append(sample)
+            self.drawn.append(sample)
+        return out
+
+    def discard(self, index: int) -> None:
+        self.discarded.add(index)
+
+    @property
+    def tokens(self) -> int:
+        """Completion tokens of every sample drawn, kept or discarded."""
+        return sum(s.completion_tokens for s in self.drawn)
+
+
+ReplayFn = Callable[[Sampler, Any, int], Awaitable[Outcome]]
+
+REPLAYS: dict[str, ReplayFn] = {
+    "majority": lambda sampler, config, budget: run_majority(sampler, budget),
+    "best_of_n": lambda sampler, config, budget: run_best_of_n(sampler, budget),
+    "weighted_vote": lambda sampler, config, budget: run_weighted_vote(sampler, budget),
+    "adaptive_consistency": run_adaptive_consistency,
+    "esc": run_esc,
+    "optscale": run_optscale,
+}
+"""Strategies a pool can replay, by kind: the same functions the live strategies run."""
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    item_id: str
+    final_answer: str | None
+    correct: bool
+    stop_reason: str
+    samples_used: int
+    samples_drawn: int
+    completion_tokens: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+async def replay_item(
+    config: Any, item: PoolItem, budget: int, order: Order = "recorded", seed: int = 0
+) -> ReplayResult:
+    """Run ``config``'s strategy with ``budget`` on one pool item."""
+    try:
+        replay_fn = REPLAYS[config.kind]
+    except KeyError:
+        raise ValueError(
+            f"strategy {config.kind!r} cannot be replayed; known: {sorted(REPLAYS)}"
+        ) from None
+    scorer = getattr(config, "scorer", None)
+    sampler = PoolSampler(item, order, seed, scorer.kind if scorer is not None else None)
+    outcome = await replay_fn(sampler, config, budget)
+    return ReplayResult(
+        item_id=item.item_id,
+        final_answer=outcome.final_answer,
+        correct=is_correct(outcome.final_answer, item.gold, item.dataset),
+        stop_reason=outcome.stop_reason,
+        samples_used=outcome.samples_used,
+        samples_drawn=len(sampler.drawn),
+        completion_tokens=sampler.tokens,
+        detail=outcome.detail,
+    )
+
+
+def replay(
+    config: Any, pool: SamplePool, budget: int, order: Order = "recorded", seed: int = 0
+) -> list[ReplayResult]:
+    """Replay ``config``'s strategy with ``budget`` on every pool item (one event loop)."""
+
+    async def run_all() -> list[ReplayResult]:
+        return [await replay_item(config, item, budget, order, seed) for item in pool.items]
+
+    return asyncio.run(run_all())
+
+
+def unbiased_majority_at_k(answers: Sequence[str | None], gold_key: str | None, k: int) -> float:
+    """E[majority@k correct] over a uniformly random k-subset of the n ≥ k ``answers``.
+
+    ``answers`` are canonical answer keys (None = no answer; it never wins). Exact, by
+    enumerating vote outcomes rather than subsets: the number of k-subsets in which gold gets g
+    votes and every other answer at most g is counted by a dynamic program over the other
+    answers (multivariate hypergeometric counts). A tie between gold and t other answers counts
+    1/(t + 1): the expected value of the earliest-sample tie-break when sample order is
+    exchangeable.
+    """
+    n = len(answers)
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    counts = Counter(a for a in answers if a is not None)
+    gold_count = counts.pop(gold_key, 0) if gold_key is not None else 0
+    if gold_count == 0:
+        return 0.0
+    unanswered = n - gold_count - sum(counts.values())
+    others = list(counts.values())
+    favourable = 0.0
+    for g in range(1, min(k, gold_count) + 1):
+        # ways[s][t]: subsets drawing s samples from other answers, none above g, t of them at g.
+        max_ties = (k - g) // g
+        ways = [[0] * (max_ties + 1) for _ in range(k - g + 1)]
+        ways[0][0] = 1
+        for c in others:
+            updated = [[0] * (max_ties + 1) for _ in range(k - g + 1)]
+            for s, row in enumerate(ways):
+                for t, w in enumerate(row):
+                    if not w:
+                        continue
+                    for x in range(min(c, g, k - g - s) + 1):
+                        tie = t + (x == g)
+                        if tie <= max_ties:
+                            updated[s + x][tie] += w * math.comb(c, x)
+            ways = updated
+        for s, row in enumerate(ways):
+            rest = math.comb(unanswered, k - g - s)
+            if rest:
+                favourable += (
+                    math.comb(gold_count, g) * rest * sum(w / (t + 1) for t, w in enumerate(row))
+                )
+    return favourable / math.comb(n, k)

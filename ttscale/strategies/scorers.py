@@ -1,0 +1,229 @@
+"""Scorers rate one completion in [0, 1] for best-of-N, weighted votes and OptScale.
+
+- ``mean_logprob``: exp(mean token logprob), the geometric-mean token probability; needs only
+  what every engine returns (works on CPU).
+- ``self_certainty`` (Kang et al. 2025, arXiv 2502.18581): mean KL(uniform ‖ p_i) over
+  positions; needs top-k logprobs per position, which the engines do not return yet.
+- ``reward_model``: an outcome or process reward model behind ``vllm serve`` (pooling runner),
+  called over HTTP with httpx.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from ttscale.engines.base import Completion
+from ttscale.errors import ConfigError, EngineRequestError
+from ttscale.strategies.config import (
+    MeanLogprobScorerConfig,
+    RewardModelScorerConfig,
+    ScorerConfig,
+    SelfCertaintyScorerConfig,
+)
+
+SCORER_RETRY_ATTEMPTS = 4
+
+
+class Scorer(Protocol):
+    """Rates one completion of ``question`` in [0, 1]; higher is better."""
+
+    name: str
+
+    async def score(self, question: str, completion: Completion) -> float: ...
+
+    async def aclose(self) -> None: ...
+
+
+def mean_logprob_score(cumulative_logprob: float | None, tokens: int) -> float:
+    """exp(cumulative_logprob / tokens), in [0, 1]; 0.0 for an empty completion."""
+    if cumulative_logprob is None:
+        raise ConfigError("mean_logprob scoring needs logprobs; the engine returned none")
+    if tokens <= 0:
+        return 0.0
+    return math.exp(min(cumulative_logprob / tokens, 0.0))
+
+
+def self_certainty(top_logprobs: Sequence[Sequence[float]], vocab_size: int) -> float:
+    """Mean over positions of KL(U ‖ p_i) = −log V − (1/V)·Σ_j log p_ij (Kang et al. 2025).
+
+    Each position gives its top-k logprobs. Approximation when k < V: the mass left outside the
+    top k is spread evenly over the other V − k tokens (exact when k = V).
+    """
+    if not top_logprobs:
+        return 0.0
+    total = 0.0
+    for position in top_logprobs:
+        k = len(position)
+        if not 0 < k <= vocab_size:
+            raise ValueError(f"need 1..{vocab_size} logprobs per position, got {k}")
+        sum_log = float(sum(position))
+        if k < vocab_size:
+            rest = max(1.0 - sum(math.exp(lp) for lp in position), 1e-12)
+            sum_log += (vocab_size - k) * math.log(rest / (vocab_size - k))
+        total += -math.log(vocab_size) - sum_log / vocab_size
+    return total / len(top_logprobs)
+
+
+class MeanLogprobScorer:
+    name = "mean_logprob"
+
+    def __init__(self, config: MeanLogprobScorerConfig) -> None:
+        self.config = config
+
+    async def score(self, question: str, completion: Completion) -> float:
+        return mean_logprob_score(completion.cumulative_logprob, completion.num_tokens)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class SelfCertaintyScorer:
+    """Self-certainty squashed to [0, 1] as 1 − exp(−SC) (SC ≥ 0, monotone)."""
+
+    name = "self_certainty"
+
+    def __init__(self, config: SelfCertaintyScorerConfig) -> None:
+        self.config = config
+
+    async def score(self, question: str, completion: Completion) -> float:
+        # Completions carry only the sampled token's logprob today; an engine that adds
+        # per-position top-k logprobs exposes them under this name.
+        top = getattr(completion, "token_top_logprobs", None)
+        if not top:
+            raise ConfigError(
+                "self_certainty needs per-position top-k logprobs, which this engine does not "
+                "return; use the mean_logprob or reward_model scorer"
+            )
+        return 1.0 - math.exp(-self_certainty(top, self.config.vocab_size))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _aggregate(values: list[float], how: str) -> float:
+    if not values:
+        raise ConfigError("the reward model returned no score")
+    if how == "last":
+        return values[-1]
+    if how == "min":
+        return min(values)
+    if how == "mean":
+        return sum(values) / len(values)
+    return math.prod(values)
+
+
+class RewardModelScorer:
+    """Calls ``vllm serve <reward model>``: POST /pooling or /classify, one request per score.
+
+    /pooling answers ``{"data": [{"data": v}]}``: v a number (an ORM), a list of numbers (one per
+    step) or a list of class pairs per step (a PRM such as Qwen2.5-Math-PRM; the pair's
+    ``positive_index`` entry is taken). /classify answers ``{"data": [{"probs": [...]}]}``.
+    5xx answers and transport errors are retried (bounded, jittered); 4xx and malformed answers
+    are configuration errors.
+    """
+
+    name = "reward_model"
+
+    def __init__(
+        self, config: RewardModelScorerConfig, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            key = os.environ.get(self.config.api_key_env)
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            self._client = httpx.AsyncClient(
+                base_url=self.config.base_url.rstrip("/"),
+                headers=headers,
+                timeout=self.config.timeout_s,
+                transport=self._transport,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def request(self, question: str, text: str) -> tuple[str, dict[str, Any]]:
+        """(path, JSON body) of the request that scores ``text`` as an answer to ``question``."""
+        if self.config.endpoint == "classify":
+            return "/classify", {"model": self.config.model, "input": f"{question}\n\n{text}"}
+        messages = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": text},
+        ]
+        return "/pooling", {"model": self.config.model, "messages": messages}
+
+    def parse(self, body: Any) -> float:
+        """The score in [0, 1] of one response body."""
+        try:
+            entry = body["data"][0]
+            raw = entry["probs"] if self.config.endpoint == "classify" else entry["data"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ConfigError(f"unexpected reward model response: {str(body)[:200]}") from exc
+        values = self._values(raw)
+        squash: Callable[[float], float] = (
+            (lambda x: 1.0 / (1.0 + math.exp(-x))) if self.config.logits else (lambda x: x)
+        )
+        score = _aggregate([squash(v) for v in values], self.config.step_aggregate)
+        return min(max(score, 0.0), 1.0)
+
+    def _values(self, raw: Any) -> list[float]:
+        if isinstance(raw, int | float):
+            return [float(raw)]
+        if self.config.endpoint == "classify":
+            return [float(raw[self.config.positive_index])]
+        if isinstance(raw, list) and raw and all(isinstance(r, list) for r in raw):
+            return [float(pair[self.config.positive_index]) for pair in raw]
+        if isinstance(raw, list) and all(isinstance(r, int | float) for r in raw):
+            return [float(r) for r in raw]
+        raise ConfigError(f"unexpected reward model output: {str(raw)[:200]}")
+
+    async def score(self, question: str, completion: Completion) -> float:
+        path, payload = self.request(question, completion.text)
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(EngineRequestError),
+            stop=stop_after_attempt(SCORER_RETRY_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.05, max=2.0),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    response = await self._http().post(path, json=payload)
+                except httpx.TransportError as exc:
+                    raise EngineRequestError(f"reward model unreachable: {exc}") from exc
+                if response.status_code >= 500:
+                    raise EngineRequestError(f"reward model answered {response.status_code}")
+                if response.status_code >= 400:
+                    raise ConfigError(
+                        f"reward model rejected the request ({response.status_code}): "
+                        f"{response.text[:200]}"
+                    )
+        return self.parse(response.json())
+
+
+SCORERS: dict[str, Callable[[Any], Scorer]] = {
+    "mean_logprob": MeanLogprobScorer,
+    "self_certainty": SelfCertaintyScorer,
+    "reward_model": RewardModelScorer,
+}
+
+
+def make_scorer(config: ScorerConfig) -> Scorer:
+    """The scorer a config names."""
+    return SCORERS[config.kind](config)

@@ -1,0 +1,138 @@
+"""Token efficiency of adaptive sample counts, by replay on one large-N sample pool.
+
+For fixed majority@N (N = the pool size by default) and for Adaptive-Consistency, ESC and OptScale
+over a grid of their settings, replays every item (recorded order plus seeded permutations) and
+prints accuracy and completion tokens per item; then, per method, the cheapest setting whose
+accuracy is within 1 point of majority@N and the token ratio majority@N ÷ that setting.
+
+    # a pool from an earlier run (phase 'sample' calls of one unit):
+    .venv/bin/python bench/bench_token_efficiency.py --ledger L.duckdb --run-id RUN --budget 16
+    # or generate one now with the embedded model (a few minutes on CPU):
+    .venv/bin/python bench/bench_token_efficiency.py --generate --samples 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from ttscale.strategies.config import (
+    AdaptiveConsistencyConfig,
+    ESCConfig,
+    MajorityConfig,
+    OptScaleConfig,
+)
+from ttscale.strategies.replay import SamplePool, replay
+
+
+def generate_pool(samples: int, max_tokens: int, items: int, seed: int, ledger_path: Path) -> str:
+    """Run majority@samples with the embedded model into ``ledger_path``; returns the run id."""
+    from ttscale.engines import VLLMEngineConfig, create_engine
+    from ttscale.inputs import load_batch
+    from ttscale.ledger import Ledger
+    from ttscale.prompts import resolve_profile
+    from ttscale.runner import Unit, run_unit
+
+    demo = load_batch(str(files("ttscale") / "data" / "demo.jsonl")).questions
+    gsm8k = load_batch(str(files("ttscale") / "data" / "samples" / "gsm8k-50.jsonl")).questions
+    questions = (demo + gsm8k)[:items]
+    config = MajorityConfig(n=[samples], max_tokens=max_tokens)
+
+    async def run() -> list[dict[str, Any]]:
+        engine = await create_engine(VLLMEngineConfig())
+        profile = resolve_profile("auto", "smollm2")
+        try:
+            unit = Unit("majority", samples, config)
+            return list(
+                await asyncio.gather(
+                    *(run_unit(engine, profile, q, unit, "pool", seed) for q in questions)
+                )
+            )
+        finally:
+            await engine.close()
+
+    records = asyncio.run(run())
+    with Ledger(ledger_path) as ledger:
+        ledger.add_items("pool", questions)
+        ledger.ingest_units([("bench", records)])
+    return "pool"
+
+
+def evaluate(config: Any, pool: SamplePool, budget: int, permutations: int) -> tuple[float, float]:
+    """(accuracy, completion tokens per item), averaged over recorded order and permutations."""
+    accuracies, tokens = [], []
+    orders = [("recorded", 0)] + [("permutation", seed) for seed in range(1, permutations + 1)]
+    for order, seed in orders:
+        results = replay(config, pool, budget, order, seed)  # type: ignore[arg-type]
+        accuracies.append(statistics.mean(r.correct for r in results))
+        tokens.append(statistics.mean(r.completion_tokens for r in results))
+    return statistics.mean(accuracies), statistics.mean(tokens)
+
+
+def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.generate:
+            ledger = str(Path(tmp) / "pool.duckdb")
+            run_id = generate_pool(
+                args.samples, args.max_tokens, args.items, args.seed, Path(ledger)
+            )
+            budget = args.samples
+        else:
+            ledger, run_id, budget = args.ledger, args.run_id, args.budget
+        pool = SamplePool.from_ledger(ledger, run_id, args.strategy, budget)
+    print(f"pool: {len(pool.items)} items × up to {budget} samples (run {run_id})")
+    reference_acc, reference_tok = evaluate(
+        MajorityConfig(n=[budget]), pool, budget, args.permutations
+    )
+    print(f"majority@{budget}: accuracy {reference_acc:.3f}, {reference_tok:.1f} tokens/item")
+    grids: dict[str, list[Any]] = {
+        "adaptive_consistency": [
+            AdaptiveConsistencyConfig(n=[budget], threshold=t, round_size=1) for t in (0.8, 0.9, 0.95, 0.99)
+        ],
+        "esc": [ESCConfig(n=[budget], window=w) for w in (2, 4, 8) if w <= budget],
+        "optscale": [
+            OptScaleConfig(n=[budget], k=k, q=q, s_star=s, select="weighted_vote")
+            for k in (2, 4) for q in (0.05, 0.2) for s in (0.5, 0.8)
+        ],
+    }  # fmt: skip
+    for method, configs in grids.items():
+        rows = []
+        for config in configs:
+            acc, tok = evaluate(config, pool, budget, args.permutations)
+            settings = config.model_dump(include={"threshold", "window", "k", "q", "s_star"})
+            rows.append((acc, tok, settings))
+            print(f"  {method} {settings}: accuracy {acc:.3f}, {tok:.1f} tokens/item")
+        matching = [r for r in rows if r[0] >= reference_acc - 0.01]
+        if matching:
+            acc, tok, settings = min(matching, key=lambda r: r[1])
+            print(f"{method}: cheapest within 1 pt of majority@{budget} is {settings}: "
+                  f"token ratio majority/adaptive = {reference_tok / tok:.2f}x")  # fmt: skip
+        else:
+            print(f"{method}: no setting within 1 pt of majority@{budget}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ledger", help="ledger holding the pool")
+    parser.add_argument("--run-id", help="run whose samples form the pool")
+    parser.add_argument("--strategy", default="majority", help="unit whose samples form the pool")
+    parser.add_argument("--budget", type=int, default=16, help="that unit's N")
+    parser.add_argument(
+        "--generate", action="store_true", help="generate a pool with the embedded model"
+    )
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--max-tokens", type=int, default=160)
+    parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--permutations", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    arguments = parser.parse_args()
+    if not arguments.generate and not (arguments.ledger and arguments.run_id):
+        parser.error("give --ledger and --run-id, or --generate")
+    main(arguments)

@@ -258,6 +258,68 @@ def report(
         typer.echo(f"report ({kind}): {uri}")
 
 
+@app.command("replay")
+@_guarded
+def replay_command(
+    run_id: Annotated[str, typer.Argument(help="The run whose samples form the pool.")],
+    strategy: Annotated[
+        str, typer.Option(help="Strategy config as JSON (its budgets are replayed).")
+    ],
+    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    pool_strategy: Annotated[
+        str, typer.Option(help="Unit whose samples form the pool.")
+    ] = "majority",
+    pool_budget: Annotated[
+        int | None, typer.Option(help="That unit's N (default: its largest).")
+    ] = None,
+    order: Annotated[str, typer.Option(help="recorded or permutation.")] = "recorded",
+    seed: Annotated[int, typer.Option(help="Permutation seed.")] = 0,
+) -> None:
+    """Replay a strategy on an earlier run's samples: no engine, no new GPU time.
+
+    Example:
+
+      ttscale replay run-1a2b3c4d5e6f --strategy '{"kind": "esc", "n": [8, 16], "window": 4}'
+    """
+    from collections import Counter
+
+    from pydantic import TypeAdapter
+
+    from ttscale.strategies.config import StrategyConfig
+    from ttscale.strategies.replay import SamplePool, replay
+
+    if order not in ("recorded", "permutation"):
+        raise _fail(f"--order must be recorded or permutation, not {order!r}", 2)
+    config = TypeAdapter(StrategyConfig).validate_json(strategy)
+    try:
+        pool = SamplePool.from_ledger(ledger, run_id, pool_strategy, pool_budget)
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from None
+    rows = []
+    for budget in config.budgets():
+        try:
+            results = replay(config, pool, budget, order, seed)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from None
+        n = len(results)
+        reasons = Counter(r.stop_reason for r in results)
+        rows.append((
+            config.kind, budget, n, round(sum(r.correct for r in results) / n, 4),
+            round(sum(r.completion_tokens for r in results) / n, 1),
+            round(sum(r.samples_used for r in results) / n, 2), dict(reasons),
+        ))  # fmt: skip
+    names = [
+        "strategy",
+        "budget",
+        "items",
+        "accuracy",
+        "tokens_per_item",
+        "samples_used",
+        "stop_reasons",
+    ]
+    _print_rows(names, rows, "table")
+
+
 @models_app.command("prepare")
 @_guarded
 def models_prepare(

@@ -15,12 +15,13 @@ import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
-import duckdb
 import numpy as np
 
 from ttscale.grading import canonical_answer, is_correct
+from ttscale.ledger import Ledger
 from ttscale.schemas import Question
 from ttscale.strategies.adaptive import run_adaptive_consistency, run_esc, run_optscale
 from ttscale.strategies.base import Outcome, derive_seed
@@ -30,7 +31,8 @@ from ttscale.strategies.scorers import mean_logprob_score
 
 Order = Literal["recorded", "permutation"]
 
-# The ledger's single source of samples: one row per call of phase 'sample'.
+# Samples are read from the ledger's call rows (the single source of tokens): one row per call
+# of phase 'sample'; a sample-based strategy makes exactly one call per sample.
 POOL_SAMPLES_SQL = """
 SELECT c.item_id, i.dataset, i.gold, c.strategy, c.budget, c.sample_index, c.completion_tokens,
        c.extracted_answer, c.score, c.cumulative_logprob, c.completion_text
@@ -102,28 +104,25 @@ class SamplePool:
     @classmethod
     def from_ledger(
         cls,
-        ledger: str | duckdb.DuckDBPyConnection,
+        ledger: Ledger | str | Path,
         run_id: str,
         strategy: str | None = None,
         budget: int | None = None,
     ) -> SamplePool:
-        """The pool of ``run_id`` in a ledger file (opened read-only) or connection.
+        """The pool of ``run_id`` in an open ``Ledger`` or a ledger file (opened read-only).
 
         ``strategy`` / ``budget`` restrict it to one unit, e.g. ("majority", 16).
         """
-        con = duckdb.connect(ledger, read_only=True) if isinstance(ledger, str) else ledger
-        try:
-            cursor = con.execute(POOL_SAMPLES_SQL, [run_id])
-            names = [d[0] for d in cursor.description]
-            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-        finally:
-            if isinstance(ledger, str):
-                con.close()
+        if isinstance(ledger, Ledger):
+            names, values = ledger.query(POOL_SAMPLES_SQL, [run_id])
+        else:
+            with Ledger(ledger, read_only=True) as opened:
+                names, values = opened.query(POOL_SAMPLES_SQL, [run_id])
         rows = [
-            r
-            for r in rows
-            if (strategy is None or r["strategy"] == strategy)
-            and (budget is None or r["budget"] == budget)
+            row
+            for row in (dict(zip(names, v, strict=True)) for v in values)
+            if (strategy is None or row["strategy"] == strategy)
+            and (budget is None or row["budget"] == budget)
         ]
         if not rows:
             raise ValueError(

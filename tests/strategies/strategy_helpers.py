@@ -1,0 +1,88 @@
+"""Strategy-test helpers: scripted engines that count what they produce, and a unit runner."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from ttscale.engines.base import Generation, SamplingSpec
+from ttscale.engines.config import ScriptedEngineConfig
+from ttscale.engines.scripted import ScriptedEngine
+from ttscale.errors import EngineRequestError
+from ttscale.prompts import PROFILES
+from ttscale.runner import Unit, run_unit
+from ttscale.schemas import Question
+
+PROFILE = PROFILES["smollm2"]
+RUN_SEED = 7
+
+
+class CountingEngine(ScriptedEngine):
+    """A scripted engine that keeps every prompt and the tokens it produced.
+
+    ``fail_every=k`` makes every k-th attempt fail recoverably before producing anything.
+    ``vary_logprobs`` gives each completion a seeded mean logprob in [-1.5, 0] instead of the
+    constant -0.1, so scores differ between samples.
+    """
+
+    def __init__(
+        self, accuracy: float = 0.6, vary_logprobs: bool = False, fail_every: int = 0
+    ) -> None:
+        super().__init__(ScriptedEngineConfig(accuracy=accuracy))
+        self.vary_logprobs = vary_logprobs
+        self.every_kth_fails = fail_every
+        self.attempts = 0
+        self.prompts: list[str] = []
+        self.produced_tokens = 0
+
+    async def generate(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> Generation:
+        self.attempts += 1
+        if self.every_kth_fails and self.attempts % self.every_kth_fails == 0:
+            raise EngineRequestError("injected transient failure")
+        generation = await super().generate(prompt_ids, spec)
+        self.prompts.append(self.decode(prompt_ids))
+        if self.vary_logprobs:
+            mean = -1.5 * random.Random(spec.seed).random()
+            generation = dataclasses.replace(
+                generation,
+                completions=tuple(
+                    dataclasses.replace(c, cumulative_logprob=mean * c.num_tokens)
+                    for c in generation.completions
+                ),
+            )
+        self.produced_tokens += sum(c.num_tokens for c in generation.completions)
+        return generation
+
+
+def question(index: int = 0, language: str = "en") -> Question:
+    a, b = 11 + index, 20 + 2 * index
+    return Question(
+        id=f"q{index}",
+        question=f"What is {a} plus {b}?",
+        answer=str(a + b),
+        language=language,
+        dataset="arithmetic",
+    )
+
+
+def run(
+    engine: CountingEngine, config: Any, budget: int, item: Question | None = None
+) -> dict[str, Any]:
+    """One unit's record, run with ``asyncio.run`` on the scripted engine."""
+    unit = Unit(config.kind, budget, config)
+    return asyncio.run(run_unit(engine, PROFILE, item or question(), unit, "run-test", RUN_SEED))
+
+
+def assert_accounted(record: dict[str, Any], engine: CountingEngine) -> None:
+    """Every generation call recorded once: tokens and request counts match the engine's."""
+    assert record["error"] is None, record["error"]
+    calls = record["calls"]
+    assert sum(c["completion_tokens"] for c in calls) == engine.produced_tokens
+    assert len(calls) == len(engine.prompts)
+    for c in calls:
+        assert c["completion_tokens"] == c["thinking_tokens"] + c["answer_tokens"]
+    keys = [(c["sample_index"], c["call_index"]) for c in calls]
+    assert len(set(keys)) == len(keys)

@@ -1,0 +1,198 @@
+"""The deployment definitions, compose stack and Kubernetes manifests are well-formed and agree
+with the code: entrypoints exist, the nightly schedule and parameters are valid, GPUs are
+requested where they must be. Files only: nothing is built, started or applied."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ttscale.schemas import BatchRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFECT_YAML = ROOT / "prefect.yaml"
+COMPOSE = ROOT / "infra" / "docker-compose.yml"
+K8S = ROOT / "infra" / "k8s"
+JOB_TEMPLATE = K8S / "work-pool-base-job-template.json"
+K8S_MANIFESTS = [K8S / "vllm-fleet.yaml", K8S / "worker.yaml"]
+
+
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _deployments() -> dict[str, dict[str, Any]]:
+    return {d["name"]: d for d in _load(PREFECT_YAML)["deployments"]}
+
+
+def _k8s_docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+# prefect.yaml
+
+
+def test_prefect_yaml_accepted_by_prefect_model() -> None:
+    models = pytest.importorskip("prefect.cli.deploy._models")
+    model = models.PrefectYamlModel.model_validate(_load(PREFECT_YAML))
+    assert {d.name for d in model.deployments} == {"nightly", "adhoc"}
+
+
+def test_pull_step_sets_working_directory() -> None:
+    pull = _load(PREFECT_YAML)["pull"]
+    step = pull[0]["prefect.deployments.steps.set_working_directory"]
+    assert step["directory"] == "/app"
+
+
+@pytest.mark.parametrize("name", ["nightly", "adhoc"])
+def test_entrypoint_exists(name: str) -> None:
+    dep = _deployments()[name]
+    path, func = dep["entrypoint"].split(":")
+    assert (ROOT / path).is_file()
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, func)
+    assert func == "ttscale_batch"
+    assert flow.name == "ttscale-batch"
+    assert dep["work_pool"]["name"] == "gpu-pool"
+
+
+def test_nightly_schedule_and_limit() -> None:
+    dep = _deployments()["nightly"]
+    (schedule,) = dep["schedules"]
+    assert schedule["cron"] == "0 2 * * *"
+    assert schedule["timezone"] == "UTC"
+    assert dep["concurrency_limit"] == 1
+    assert "schedules" not in _deployments()["adhoc"]
+
+
+@pytest.mark.parametrize("name", ["nightly", "adhoc"])
+def test_parameters_are_a_valid_batch_request(name: str) -> None:
+    request = BatchRequest.model_validate(_deployments()[name]["parameters"]["request"])
+    assert request.input_uri == "s3://ttscale/questions/"
+
+
+def test_nightly_uses_the_vllm_server() -> None:
+    request = BatchRequest.model_validate(_deployments()["nightly"]["parameters"]["request"])
+    assert request.engine.kind == "openai"
+    assert request.engine.base_url == "http://vllm:8000/v1"
+    assert request.output_uri == "s3://ttscale/out"
+
+
+# docker-compose
+
+
+def test_compose_services_and_gpu() -> None:
+    compose = _load(COMPOSE)
+    services = compose["services"]
+    assert {"postgres", "prefect-server", "s3", "vllm", "worker"} <= set(services)
+    devices = services["vllm"]["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and d["count"] == 1 for d in devices)
+    worker = services["worker"]
+    assert worker["build"]["dockerfile"] == "Dockerfile"
+    assert (COMPOSE.parent / worker["build"]["context"] / "Dockerfile").is_file()
+    env = worker["environment"]
+    assert env["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+    assert env["AWS_ENDPOINT_URL"] == "http://s3:8333"
+    db_url = services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert db_url.startswith("postgresql+asyncpg://")
+
+
+def test_compose_seaweedfs_config_is_json() -> None:
+    content = _load(COMPOSE)["configs"]["seaweedfs-s3"]["content"]
+    # Substitute compose's ${VAR:-default} interpolations by their defaults before parsing.
+    rendered = re.sub(r"\$\{[A-Za-z0-9_]+:-([^}]*)\}", r"\1", content)
+    identities = json.loads(rendered)["identities"]
+    assert identities[0]["credentials"][0]["accessKey"] == "ttscale"
+
+
+def test_docker_compose_config() -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("docker CLI not installed")
+    probe = subprocess.run(
+        [docker, "compose", "version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"docker compose plugin unavailable: {probe.stderr.strip()[:200]}")
+    proc = subprocess.run(
+        [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0 and (
+        "unknown command" in proc.stderr
+        or "is not a docker command" in proc.stderr
+        or "Cannot connect to the Docker daemon" in proc.stderr
+    ):
+        pytest.skip(f"docker compose unavailable: {proc.stderr.strip()[:200]}")
+    assert proc.returncode == 0, proc.stderr
+
+
+# Kubernetes
+
+
+@pytest.mark.parametrize("path", K8S_MANIFESTS, ids=lambda p: p.name)
+def test_k8s_manifests_well_formed(path: Path) -> None:
+    docs = _k8s_docs(path)
+    assert docs
+    for doc in docs:
+        assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"]
+
+
+def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return doc["spec"]["template"]["spec"]["containers"]
+
+
+def test_vllm_fleet() -> None:
+    docs = {d["kind"]: d for d in _k8s_docs(K8S / "vllm-fleet.yaml")}
+    deployment = docs["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = _containers(deployment)
+    assert container["image"].startswith("vllm/vllm-openai:")
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == 1
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    service = docs["Service"]
+    assert service["spec"]["selector"] == selector
+    assert service["spec"]["ports"][0]["port"] == 8000
+
+
+def test_k8s_worker_can_create_jobs() -> None:
+    docs = {d["kind"]: d for d in _k8s_docs(K8S / "worker.yaml")}
+    assert {"ServiceAccount", "Role", "RoleBinding", "Deployment"} <= set(docs)
+    job_rules = [r for r in docs["Role"]["rules"] if "jobs" in r["resources"]]
+    assert job_rules and "create" in job_rules[0]["verbs"]
+    assert docs["RoleBinding"]["roleRef"]["name"] == docs["Role"]["metadata"]["name"]
+    pod_spec = docs["Deployment"]["spec"]["template"]["spec"]
+    assert pod_spec["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
+    args = _containers(docs["Deployment"])[0]["args"]
+    assert args[:3] == ["prefect", "worker", "start"]
+    assert args[args.index("--pool") + 1] == "gpu-pool"
+    assert args[args.index("--type") + 1] == "kubernetes"
+
+
+def test_work_pool_template_requests_gpu() -> None:
+    template = json.loads(JOB_TEMPLATE.read_text())
+    manifest = template["job_configuration"]["job_manifest"]
+    assert manifest["kind"] == "Job"
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    resources = container["resources"]
+    assert "nvidia.com/gpu" in resources["requests"]
+    assert "nvidia.com/gpu" in resources["limits"]
+    variables = template["variables"]
+    assert variables["properties"]["gpus"]["default"] == 1
+    # Prefect's own check: every {{ placeholder }} in job_configuration has a variable.
+    actions = pytest.importorskip("prefect.server.schemas.actions")
+    actions.WorkPoolCreate(name="gpu-pool", type="kubernetes", base_job_template=template)

@@ -1,5 +1,5 @@
-# ttscale GPU worker image: a Prefect worker that runs `ttscale-batch` flow runs (and, later,
-# shard runs) with vLLM in-process on the GPU, or against a `vllm serve` fleet (engine.kind=openai).
+# ttscale GPU worker image: a Prefect worker that runs `ttscale-batch` and `ttscale-shard` flow runs
+# with vLLM in-process on the GPU, or against a `vllm serve` fleet (engine.kind=openai).
 #
 # Build:  docker build -t ttscale-worker .
 # Run:    docker run --gpus all -e PREFECT_API_URL=http://prefect-server:4200/api ttscale-worker

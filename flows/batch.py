@@ -6,13 +6,16 @@ recoverable errors are retried.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from ttscale import batch
-from ttscale.errors import RecoverableError
+from ttscale.errors import ConfigError, FatalError, RecoverableError, ShardRunCrashedError
 from ttscale.progress import ShardProgress
 from ttscale.schemas import BatchRequest
 
@@ -41,6 +44,32 @@ def run_shard(request: BatchRequest, shard_prefix: str) -> batch.ShardSummary:
     return batch.run_shard(request, shard_prefix, progress=ShardProgress())
 
 
+@task(name="run-shard-deployment", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
+def run_shard_deployment(request: BatchRequest, shard_prefix: str) -> str:
+    """Run one shard as a flow run of ``request.shard_deployment``; wait for it to finish.
+
+    A crashed or cancelled shard run (a lost worker) is recoverable: the retry starts a new run,
+    which resumes from the shard's parts. A failed one is not: it already retried what it could.
+    """
+    if not request.shard_deployment:
+        raise ConfigError("run_shard_deployment needs request.shard_deployment")
+    flow_run: FlowRun = run_deployment(  # type: ignore[assignment]
+        request.shard_deployment,
+        parameters={"request": request.model_dump(mode="json"), "shard_prefix": shard_prefix},
+        flow_run_name=f"{request.resolved_run_id()}-{shard_prefix.rsplit('/', 1)[-1]}",
+        timeout=None,
+        poll_interval=2,
+    )
+    state = flow_run.state
+    if state is not None and state.is_completed():
+        return str(flow_run.id)
+    what = f"shard run {flow_run.name} ({flow_run.id}) of {shard_prefix} ended "
+    what += f"{state.type.value if state else 'without a state'}: {state.message if state else ''}"
+    if state is None or state.is_crashed() or state.is_cancelled():
+        raise ShardRunCrashedError(what)
+    raise FatalError(what)
+
+
 @task(name="ingest", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
 def ingest(request: BatchRequest, plan: batch.BatchPlan) -> batch.IngestSummary:
     return batch.ingest(request, plan)
@@ -51,7 +80,12 @@ def report(request: BatchRequest, plan: batch.BatchPlan) -> dict[str, str]:
     return batch.publish_report(request, plan)
 
 
-@flow(name="ttscale-batch", log_prints=True)
+# Each remote shard run is awaited by one thread; workers and the GPU limit cap the real work.
+@flow(
+    name="ttscale-batch",
+    log_prints=True,
+    task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=64)),
+)
 def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
     """Run one batch of questions through every strategy and budget, then publish its report."""
     logger = get_run_logger()
@@ -60,13 +94,18 @@ def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
         "run %s: %d items in %d shards, %d bad rows (%s)",
         plan.run_id, plan.items, len(plan.shard_prefixes), plan.bad_rows, plan.errors_uri,
     )  # fmt: skip
-    # Shards run one after another in this process: each already fills the engine's batch.
-    # Issue "Run it like a service" fans them out to a GPU work pool instead.
-    for shard_prefix in plan.shard_prefixes:
-        summary = run_shard(request, shard_prefix)
-        logger.info(
-            "%s: %d units run, %d resumed", shard_prefix, summary.units_run, summary.units_skipped
-        )
+    if request.shard_deployment:
+        futures = [run_shard_deployment.submit(request, p) for p in plan.shard_prefixes]
+        for shard_prefix, future in zip(plan.shard_prefixes, futures, strict=True):
+            logger.info("%s: done in flow run %s", shard_prefix, future.result())
+    else:
+        # One after another in this process: each shard already fills the engine's batch.
+        for shard_prefix in plan.shard_prefixes:
+            summary = run_shard(request, shard_prefix)
+            logger.info(
+                "%s: %d units run, %d resumed",
+                shard_prefix, summary.units_run, summary.units_skipped,
+            )  # fmt: skip
     ingested = ingest(request, plan)
     uris = report(request, plan)
     _publish_artifacts(plan, ingested, uris)

@@ -360,6 +360,59 @@ def data_convert(
     typer.echo(f"{len(questions)} questions → {out}")
 
 
+@app.command()
+@_guarded
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="BatchRequest (YAML/JSON) for the nightly run; default: the demo."),
+    ] = None,
+    cron: Annotated[str, typer.Option(help="Nightly schedule (cron, UTC).")] = "0 2 * * *",
+    gpu_slots: Annotated[
+        str, typer.Option(help="Global concurrency limit shard runs take a slot of ('' = none).")
+    ] = "gpu-slots",
+    limit: Annotated[
+        int | None,
+        typer.Option(help="Most flow runs at once. A batch waits on its shard runs: leave room."),
+    ] = None,
+) -> None:
+    """Serve the deployments ttscale-batch/nightly, ttscale-batch/adhoc and ttscale-shard/gpu here.
+
+    Runs their scheduled and triggered flow runs until Ctrl-C. Needs a Prefect server
+    (`ttscale server`) and PREFECT_API_URL pointing at it.
+
+    Examples:
+
+      PREFECT_API_URL=http://127.0.0.1:4200/api ttscale serve
+
+      ttscale serve --config nightly.yaml --cron "30 1 * * *"
+    """
+    from flows.deployments import serve_local
+    from ttscale.demo import demo_request
+
+    nightly = build_request(config, {}, None, None) if config else demo_request()
+    serve_local(nightly, cron=cron, gpu_slots=gpu_slots or None, limit=limit)
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the API and UI.")] = 4200,
+) -> None:
+    """Start a local Prefect server (API + UI; SQLite under PREFECT_HOME) in the foreground.
+
+    Example:
+
+      ttscale server   # then open http://127.0.0.1:4200 and export PREFECT_API_URL=http://127.0.0.1:4200/api
+    """
+    import os
+    import subprocess
+
+    env = os.environ | {"PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", host]
+    raise typer.Exit(subprocess.call([*command, "--port", str(port)], env=env))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

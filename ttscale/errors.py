@@ -29,6 +29,10 @@ class EngineRequestError(RecoverableError):
     """One generation request failed, but the engine is still alive."""
 
 
+class ShardRunCrashedError(RecoverableError):
+    """A shard's flow run crashed or was cancelled (a lost worker); running it again resumes it."""
+
+
 class ConfigError(FatalError):
     """A request or setting is invalid."""
 

@@ -97,6 +97,13 @@ class BatchRequest(BaseModel):
     seed: int = Field(0, ge=0, title="Seed", description="Every sample's seed derives from it.")
     shard_size: int = Field(64, ge=1, title="Shard size", description="Items per shard.")
     max_items: int | None = Field(None, ge=1, description="Use only the first N valid items.")
+    shard_deployment: str | None = Field(
+        None,
+        title="Shard deployment",
+        description="Run each shard as a flow run of this deployment (e.g. 'ttscale-shard/gpu' on "
+        "a GPU work pool) and wait for them all. Empty: run shards in this flow's process. "
+        "Workers must reach output_uri, so use s3:// when they run on other machines.",
+    )
 
     @model_validator(mode="after")
     def _distinct_strategies(self) -> BatchRequest:
@@ -109,7 +116,9 @@ class BatchRequest(BaseModel):
 
     def fingerprint(self) -> str:
         """Stable hash of what determines the results (not where they are written)."""
-        payload = self.model_dump(mode="json", exclude={"run_id", "output_uri", "ledger_path"})
+        # Where results go and how shards are dispatched do not change them.
+        placement = {"run_id", "output_uri", "ledger_path", "shard_deployment"}
+        payload = self.model_dump(mode="json", exclude=placement)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def resolved_run_id(self) -> str:

@@ -161,6 +161,11 @@ def _s3_error(exc: Exception, what: str) -> Exception:
             return ObjectExistsError(f"object exists: {what}")
         if code in {"NoSuchKey", "404", "NotFound"}:
             return StorageError(f"no object {what}")
+        if status == 403:
+            return StorageError(
+                f"{what}: access denied ({code}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
+                "and the endpoint (AWS_ENDPOINT_URL)"
+            )
         return StorageError(f"{what}: {code} {exc.response.get('Error', {}).get('Message', '')}")
     return exc
 

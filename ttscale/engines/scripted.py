@@ -6,8 +6,10 @@ One character is one token, so token counts are easy to check by hand.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
+import zlib
 from collections.abc import Sequence
 
 from ttscale.engines.base import Completion, Generation, SamplingSpec
@@ -28,7 +30,8 @@ class ScriptedEngine:
         self.config = config or ScriptedEngineConfig()
         self.name = f"scripted:{self.config.script}"
         self.requests = 0
-        self.fail_every: int | None = None  # tests: make every k-th request fail (recoverably)
+        self.fail_every: int | None = None  # tests: every k-th request fails (recoverably)
+        self._attempts: dict[tuple[int, int | None, int], int] = {}
 
     def encode(self, text: str) -> list[int]:
         return [ord(ch) for ch in text]
@@ -62,12 +65,27 @@ class ScriptedEngine:
         )
         return f"Let me think. {filler}.\nFinal Answer: {answer}"
 
+    def _injected_failure(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> bool:
+        """Whether this attempt fails: seeded by request and attempt, at most twice a request."""
+        key = (zlib.crc32(repr(list(prompt_ids)).encode()), spec.seed, spec.max_tokens)
+        attempt = self._attempts.get(key, 0)
+        if attempt >= 2:
+            return False
+        self._attempts[key] = attempt + 1
+        return random.Random(f"{key}:{attempt}").random() < self.config.fail_rate
+
     async def generate(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> Generation:
         from ttscale.errors import EngineRequestError
 
         self.requests += 1
+        if self.config.delay_s:
+            # Spread (seeded) so that units of one shard finish at different times, as in vLLM.
+            jitter = 0.5 + random.Random(spec.seed).random()
+            await asyncio.sleep(self.config.delay_s * jitter)
         if self.fail_every and self.requests % self.fail_every == 0:
             raise EngineRequestError("scripted transient failure")
+        if self.config.fail_rate and self._injected_failure(prompt_ids, spec):
+            raise EngineRequestError("scripted transient failure (fail_rate)")
         prompt = self.decode(prompt_ids)
         completions = []
         for i in range(spec.n):

@@ -36,7 +36,25 @@ class _StrategyBase(BaseModel):
         return sorted(values)
 
 
-class MajorityConfig(_StrategyBase):
+class _SampleCountBase(_StrategyBase):
+    """A strategy whose budget is a sample count: one unit per value of ``n``."""
+
+    n: list[int] = Field(
+        default_factory=lambda: [4, 8, 16],
+        title="Sample counts N",
+        description="One unit per N: at most that many samples.",
+    )
+
+    @field_validator("n")
+    @classmethod
+    def _valid_n(cls, v: list[int]) -> list[int]:
+        return cls._check_budgets(v)
+
+    def budgets(self) -> list[int]:
+        return list(self.n)
+
+
+class MajorityConfig(_SampleCountBase):
     """Self-consistency: N independent samples, majority vote over extracted answers.
 
     Ties go to the answer that reached the winning count first (earliest sample).
@@ -48,14 +66,6 @@ class MajorityConfig(_StrategyBase):
         title="Sample counts N",
         description="One unit per N: that many samples, then a majority vote.",
     )
-
-    @field_validator("n")
-    @classmethod
-    def _valid_n(cls, v: list[int]) -> list[int]:
-        return cls._check_budgets(v)
-
-    def budgets(self) -> list[int]:
-        return list(self.n)
 
 
 class BudgetForcingConfig(_StrategyBase):
@@ -150,24 +160,6 @@ ScorerConfig = Annotated[
 
 
 # --- parallel and adaptive strategies ----------------------------------------------------------------
-
-
-class _SampleCountBase(_StrategyBase):
-    """A strategy whose budget is a sample count: one unit per value of ``n``."""
-
-    n: list[int] = Field(
-        default_factory=lambda: [4, 8, 16],
-        title="Sample counts N",
-        description="One unit per N: at most that many samples.",
-    )
-
-    @field_validator("n")
-    @classmethod
-    def _valid_n(cls, v: list[int]) -> list[int]:
-        return cls._check_budgets(v)
-
-    def budgets(self) -> list[int]:
-        return list(self.n)
 
 
 class BestOfNConfig(_SampleCountBase):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -17,6 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from ttscale import batch
 from ttscale.errors import ConfigError, FatalError, RecoverableError, ShardRunCrashedError
 from ttscale.progress import ShardProgress
+from ttscale.reports.model import Report
 from ttscale.schemas import BatchRequest
 
 
@@ -132,6 +133,27 @@ def _publish_artifacts(
         key=f"report-{plan.run_id}".lower().replace("_", "-"),
         markdown=store.read_bytes(key).decode(),
         description=f"ttscale report for {plan.run_id}",
+    )
+    json_store, json_key = open_object(uris["json"])
+    report = Report.model_validate_json(json_store.read_bytes(json_key))
+    create_table_artifact(
+        key=f"recommendations-{plan.run_id}".lower().replace("_", "-"),
+        table=[
+            {
+                "dataset": s.dataset,
+                "language": s.language,
+                "rule": r.rule,
+                "strategy": r.strategy,
+                "budget": r.budget,
+                "accuracy": round(r.accuracy, 4),
+                "tokens_per_item": round(r.mean_completion_tokens, 1),
+                "plateau_reached": r.plateau_reached,
+                "capped_by_decline": r.capped_by_decline,
+            }
+            for s in report.slices
+            for r in s.recommendations
+        ],
+        description=f"Recommended budget cutoffs per slice, run {plan.run_id}",
     )
     if "html" in uris:
         create_link_artifact(

@@ -43,6 +43,13 @@ def test_batch_flow_end_to_end_and_rerun(
     for uri in first["report"].values():
         assert Path(uri.removeprefix("file://")).stat().st_size > 0
 
+    from prefect.artifacts import Artifact
+
+    table = Artifact.get(f"recommendations-{first['run_id']}")
+    assert table is not None and "budget" in str(table.data)
+    summary = Artifact.get(f"report-{first['run_id']}")
+    assert summary is not None and "Cost–accuracy report" in str(summary.data)
+
     second = ttscale_batch(request)  # same request → same run → nothing doubled
     assert second["run_id"] == first["run_id"]
     assert second["units_added"] == 0 and second["calls_added"] == 0

@@ -31,9 +31,8 @@ LEFT JOIN item_spend s USING (run_id, item_id, strategy, budget)
 WHERE d.run_id = ?
 """
 
-SUMMARY_BY_STRATEGY_BUDGET = f"""
-WITH ds AS ({_DECISION_SPEND})
-SELECT strategy, budget,
+# The per-group summary both the all-slices and the per-slice tables report.
+_SUMMARY_COLUMNS = """
        count(*)                      AS items,
        count(*) FILTER (WHERE correct) AS correct,
        avg(correct::INTEGER)         AS accuracy,
@@ -43,7 +42,11 @@ SELECT strategy, budget,
        sum(prompt_tokens)            AS total_prompt_tokens,
        avg(thinking_tokens)          AS mean_thinking_tokens,
        sum(calls)                    AS calls,
-       sum(discarded_calls)          AS discarded_calls
+       sum(discarded_calls)          AS discarded_calls"""
+
+SUMMARY_BY_STRATEGY_BUDGET = f"""
+WITH ds AS ({_DECISION_SPEND})
+SELECT strategy, budget,{_SUMMARY_COLUMNS}
 FROM ds
 GROUP BY strategy, budget
 ORDER BY strategy, budget
@@ -51,17 +54,7 @@ ORDER BY strategy, budget
 
 SUMMARY_BY_SLICE = f"""
 WITH ds AS ({_DECISION_SPEND})
-SELECT dataset, language, strategy, budget,
-       count(*)                      AS items,
-       count(*) FILTER (WHERE correct) AS correct,
-       avg(correct::INTEGER)         AS accuracy,
-       avg(completion_tokens)        AS mean_completion_tokens,
-       sum(completion_tokens)        AS total_completion_tokens,
-       avg(prompt_tokens)            AS mean_prompt_tokens,
-       sum(prompt_tokens)            AS total_prompt_tokens,
-       avg(thinking_tokens)          AS mean_thinking_tokens,
-       sum(calls)                    AS calls,
-       sum(discarded_calls)          AS discarded_calls
+SELECT dataset, language, strategy, budget,{_SUMMARY_COLUMNS}
 FROM ds
 GROUP BY dataset, language, strategy, budget
 ORDER BY dataset, language, strategy, budget

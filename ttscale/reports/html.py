@@ -14,6 +14,13 @@ import numpy as np
 from ttscale.analysis.saturation import strategy_unit
 from ttscale.reports.model import Report, SliceReport
 from ttscale.reports.svg import PALETTE, Highlight, Series, line_chart, share_bars
+from ttscale.reports.tables import (
+    FRONTIER_HEADER,
+    SATURATION_HEADER,
+    frontier_rows,
+    pct,
+    saturation_rows,
+)
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
@@ -56,10 +63,6 @@ def _e(value: object) -> str:
     return escape(str(value))
 
 
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
@@ -80,8 +83,8 @@ def _cost_chart(s: SliceReport, strategies: list[str]) -> str:
                 x_low=[p.completion_tokens_low for p in points],
                 x_high=[p.completion_tokens_high for p in points],
                 tips=[
-                    f"{strategy} @ {p.budget}\naccuracy {_pct(p.accuracy)} "
-                    f"[{_pct(p.accuracy_low)}, {_pct(p.accuracy_high)}]\n"
+                    f"{strategy} @ {p.budget}\naccuracy {pct(p.accuracy)} "
+                    f"[{pct(p.accuracy_low)}, {pct(p.accuracy_high)}]\n"
                     f"{p.mean_completion_tokens:.0f} completion tok/item, "
                     f"{p.mean_prompt_tokens:.0f} prompt tok/item"
                     for p in points
@@ -129,7 +132,7 @@ def _budget_chart(s: SliceReport, strategy: str, color: str) -> str:
             y=[p.accuracy for p in points],
             y_low=[p.accuracy_low for p in points],
             y_high=[p.accuracy_high for p in points],
-            tips=[f"budget {p.budget}: {_pct(p.accuracy)}" for p in points],
+            tips=[f"budget {p.budget}: {pct(p.accuracy)}" for p in points],
             color=color,
         )
     ]
@@ -182,7 +185,7 @@ def _slice_section(index: int, s: SliceReport) -> str:
         )
         money = "" if r.usd_per_item is None else f", ${r.usd_per_item:.6f}/item"
         parts.append(
-            f"<p><b>{_e(r.strategy)} @ {r.budget}</b> ({rule}): accuracy {_pct(r.accuracy)}, "
+            f"<p><b>{_e(r.strategy)} @ {r.budget}</b> ({rule}): accuracy {pct(r.accuracy)}, "
             f"{r.mean_completion_tokens:.0f} tok/item{money} {' '.join(notes)}</p>"
             "<p>Bootstrap distribution of this choice:</p>"
             + share_bars([(f"{d.strategy} @ {d.budget}", d.share) for d in r.distribution[:8]])
@@ -197,8 +200,8 @@ def _slice_section(index: int, s: SliceReport) -> str:
                     _e(p.strategy),
                     str(p.budget),
                     str(p.items),
-                    _pct(p.accuracy),
-                    f"{_pct(p.accuracy_low)}–{_pct(p.accuracy_high)}",
+                    pct(p.accuracy),
+                    f"{pct(p.accuracy_low)}–{pct(p.accuracy_high)}",
                     f"{p.mean_completion_tokens:.1f}",
                     f"{p.completion_tokens_low:.1f}–{p.completion_tokens_high:.1f}",
                     "–" if p.usd_per_item is None else f"{p.usd_per_item:.6f}",
@@ -211,37 +214,16 @@ def _slice_section(index: int, s: SliceReport) -> str:
         parts.append("<h3>Pareto frontier: marginal gain per 1k tokens</h3>")
         parts.append(
             _table(
-                ["from", "to", "Δ tokens", "Δ accuracy (pts)", "pts per 1k tok", "95% CI"],
-                [
-                    [
-                        f"{_e(f.from_strategy)} @ {f.from_budget}",
-                        f"{_e(f.to_strategy)} @ {f.to_budget}",
-                        f"{f.extra_tokens:.0f}",
-                        f"{f.gain_points:.1f}",
-                        f"{f.gain_per_1k_tokens:.2f}",
-                        f"{f.gain_per_1k_low:.2f} – {f.gain_per_1k_high:.2f}",
-                    ]
-                    for f in s.frontier
-                ],
+                FRONTIER_HEADER,
+                frontier_rows(s, _e, " @ "),
             )
         )
     if s.saturation:
         parts.append("<h3>Saturation: F(N) = F<sub>max</sub>·(1 − (1 − p)<sup>N</sup>)</h3>")
         parts.append(
             _table(
-                ["strategy", "unit of N", "F_max", "p", "ε", "N*", "deviance"],
-                [
-                    [
-                        _e(f.strategy),
-                        _e(f.unit),
-                        _pct(f.f_max),
-                        f"{f.p:.4f}",
-                        f"{f.epsilon:g}",
-                        f"{f.saturation_point:g}" + (" (extrapolated)" if f.extrapolated else ""),
-                        f"{f.deviance:.2f}",
-                    ]
-                    for f in s.saturation
-                ],
+                SATURATION_HEADER,
+                saturation_rows(s, _e),
             )
         )
     parts.append(_inverse_section(s))
@@ -322,7 +304,7 @@ def render_html(report: Report) -> str:
                 _e(r.strategy),
                 str(r.budget),
                 str(r.items),
-                _pct(r.accuracy),
+                pct(r.accuracy),
                 f"{r.mean_completion_tokens:.1f}",
                 str(r.total_completion_tokens),
                 f"{r.mean_prompt_tokens:.1f}",

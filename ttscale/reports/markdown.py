@@ -6,6 +6,13 @@ import html
 import json
 
 from ttscale.reports.model import InverseScalingFinding, Report, SliceReport, SummaryRow
+from ttscale.reports.tables import (
+    FRONTIER_HEADER,
+    SATURATION_HEADER,
+    frontier_rows,
+    pct,
+    saturation_rows,
+)
 
 
 def md_text(text: object, limit: int = 200) -> str:
@@ -14,10 +21,6 @@ def md_text(text: object, limit: int = 200) -> str:
     if len(value) > limit:
         value = value[: limit - 1] + "…"
     return html.escape(value, quote=False).replace("|", "&#124;").replace("`", "&#96;")
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def _money(value: float | None) -> str:
@@ -47,7 +50,7 @@ def _summary_table(rows: list[SummaryRow]) -> list[str]:
                 md_text(r.strategy),
                 str(r.budget),
                 str(r.items),
-                _pct(r.accuracy),
+                pct(r.accuracy),
                 f"{r.mean_completion_tokens:.1f}",
                 str(r.total_completion_tokens),
                 f"{r.mean_prompt_tokens:.1f}",
@@ -67,8 +70,8 @@ def _slice_sections(s: SliceReport) -> list[str]:
             [
                 md_text(p.strategy),
                 str(p.budget),
-                _pct(p.accuracy),
-                f"{_pct(p.accuracy_low)}–{_pct(p.accuracy_high)}",
+                pct(p.accuracy),
+                f"{pct(p.accuracy_low)}–{pct(p.accuracy_high)}",
                 f"{p.mean_completion_tokens:.1f}",
                 f"{p.completion_tokens_low:.1f}–{p.completion_tokens_high:.1f}",
                 _money(p.usd_per_item),
@@ -92,7 +95,7 @@ def _slice_sections(s: SliceReport) -> list[str]:
         if r.capped_by_decline:
             notes.append("capped before a significant decline")
         lines.append(
-            f"- **{md_text(r.strategy)} @ {r.budget}** ({rule}): accuracy {_pct(r.accuracy)}, "
+            f"- **{md_text(r.strategy)} @ {r.budget}** ({rule}): accuracy {pct(r.accuracy)}, "
             f"{r.mean_completion_tokens:.0f} tok/item, {_money(r.usd_per_item)}/item; "
             f"bootstrap: {shares}" + (f" — {'; '.join(notes)}" if notes else "")
         )
@@ -102,35 +105,14 @@ def _slice_sections(s: SliceReport) -> list[str]:
         if s.frontier:
             lines.append("")
             lines += _table(
-                ["from", "to", "Δ tokens", "Δ accuracy (pts)", "pts per 1k tok", "95% CI"],
-                [
-                    [
-                        f"{md_text(f.from_strategy)}@{f.from_budget}",
-                        f"{md_text(f.to_strategy)}@{f.to_budget}",
-                        f"{f.extra_tokens:.0f}",
-                        f"{f.gain_points:.1f}",
-                        f"{f.gain_per_1k_tokens:.2f}",
-                        f"{f.gain_per_1k_low:.2f} – {f.gain_per_1k_high:.2f}",
-                    ]
-                    for f in s.frontier
-                ],
+                FRONTIER_HEADER,
+                frontier_rows(s, md_text, "@"),
             )
     if s.saturation:
         lines += ["", "#### Saturation: F(N) = F_max·(1 − (1 − p)^N)", ""]
         lines += _table(
-            ["strategy", "unit of N", "F_max", "p", "ε", "N*", "deviance"],
-            [
-                [
-                    md_text(f.strategy),
-                    f.unit,
-                    _pct(f.f_max),
-                    f"{f.p:.4f}",
-                    f"{f.epsilon:g}",
-                    f"{f.saturation_point:g}" + (" (extrapolated)" if f.extrapolated else ""),
-                    f"{f.deviance:.2f}",
-                ]
-                for f in s.saturation
-            ],
+            SATURATION_HEADER,
+            saturation_rows(s, md_text),
         )
     lines += ["", "#### Inverse scaling", ""]
     lines += _inverse_lines(s.inverse_scaling)
@@ -210,7 +192,7 @@ def render_markdown(report: Report) -> str:
                     r.rule,
                     md_text(r.strategy),
                     str(r.budget),
-                    _pct(r.accuracy),
+                    pct(r.accuracy),
                     f"{r.mean_completion_tokens:.0f}",
                 ]
                 for s in report.slices

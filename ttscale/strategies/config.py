@@ -1,24 +1,45 @@
-"""Strategy settings: frozen pydantic models, a discriminated union on ``kind``.
+"""Strategy settings: frozen pydantic models, one per ``kind``, and ``StrategySet`` to pick them.
 
 Each config expands into *units*, one per budget value: ``(kind, budget)``. What "budget" means
 depends on the strategy: the sample count N for parallel strategies, the thinking-token cap B for
 budget forcing, the round cap for refinement.
+
+Titles, descriptions and defaults here are what users see in the Prefect run form. Prefect 3.7's
+form renders a pydantic discriminated union as an empty raw-JSON editor and a list of unions as
+JSON editors, so the form-facing shapes are plain unions with a default (``ScorerConfig``) and one
+optional field per kind (``StrategySet``); the discriminated ``StrategyConfig`` parses list input.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 
 class _StrategyBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature.")
-    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    temperature: float = Field(
+        0.7, ge=0, le=2, title="Temperature", description="Sampling temperature; 0 is greedy."
+    )
+    top_p: float = Field(
+        0.95, gt=0, le=1, title="Top-p", description="Nucleus sampling: probability mass kept."
+    )
     max_tokens: int = Field(
-        256, ge=1, le=32768, description="Most completion tokens of one sample (thinking + answer)."
+        256,
+        ge=1,
+        le=32768,
+        title="Max tokens per sample",
+        description="Most completion tokens of one sample (thinking + answer).",
     )
 
     def budgets(self) -> list[int]:
@@ -40,9 +61,9 @@ class _SampleCountBase(_StrategyBase):
     """A strategy whose budget is a sample count: one unit per value of ``n``."""
 
     n: list[int] = Field(
-        default_factory=lambda: [4, 8, 16],
+        [4, 8, 16],
         title="Sample counts N",
-        description="One unit per N: at most that many samples.",
+        description="One result per N: at most that many samples per question.",
     )
 
     @field_validator("n")
@@ -60,11 +81,13 @@ class MajorityConfig(_SampleCountBase):
     Ties go to the answer that reached the winning count first (earliest sample).
     """
 
-    kind: Literal["majority"] = "majority"
+    model_config = ConfigDict(title="Majority vote")
+
+    kind: Literal["majority"] = Field("majority", title="Strategy kind")
     n: list[int] = Field(
-        default_factory=lambda: [1, 2, 4, 8],
+        [1, 2, 4, 8],
         title="Sample counts N",
-        description="One unit per N: that many samples, then a majority vote.",
+        description="One result per N: that many samples per question, then a majority vote.",
     )
 
 
@@ -75,24 +98,37 @@ class BudgetForcingConfig(_StrategyBase):
     up to that many times while budget remains; thinking never exceeds B.
     """
 
-    kind: Literal["budget_forcing"] = "budget_forcing"
-    temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy, as in s1.")
+    model_config = ConfigDict(title="Budget forcing")
+
+    kind: Literal["budget_forcing"] = Field("budget_forcing", title="Strategy kind")
+    temperature: float = Field(
+        0.0, ge=0, le=2, title="Temperature", description="0 is greedy, as in s1."
+    )
     budgets_tokens: list[int] = Field(
-        default_factory=lambda: [64, 128, 256],
+        [64, 128, 256],
         title="Thinking budgets B (tokens)",
-        description="One unit per B: thinking capped at B tokens.",
+        description="One result per B: thinking capped at B tokens.",
     )
     extensions: int = Field(
-        0, ge=0, le=16, description="Times to replace an early end of thinking with 'Wait'."
+        0,
+        ge=0,
+        le=16,
+        title="Extensions",
+        description="Times an early end of thinking is replaced with the wait text.",
     )
     wait_text: str = Field(
-        "Wait", description="Appended to extend thinking (translated by language forcing)."
+        "Wait",
+        title="Wait text",
+        description="Appended to extend thinking (translated by language forcing).",
     )
-    answer_max_tokens: int = Field(32, ge=1, le=1024, description="Tokens for the forced answer.")
+    answer_max_tokens: int = Field(
+        32, ge=1, le=1024, title="Answer tokens", description="Tokens for the forced answer."
+    )
     language_forcing: Literal["none", "wait", "prefix", "system", "all"] = Field(
         "none",
-        description="Crosslingual forcing: translated 'Wait', translated thinking prefix, "
-        "'think and answer only in X' system prompt, or all three.",
+        title="Language forcing",
+        description="Keep thinking in the question's language: a translated 'Wait', a translated "
+        "thinking prefix, a 'think and answer only in X' system prompt, or all three.",
     )
 
     @field_validator("budgets_tokens")
@@ -114,7 +150,9 @@ class _ScorerBase(BaseModel):
 class MeanLogprobScorerConfig(_ScorerBase):
     """exp(mean token logprob) of the completion: its geometric-mean token probability in [0, 1]."""
 
-    kind: Literal["mean_logprob"] = "mean_logprob"
+    model_config = ConfigDict(title="Mean token probability")
+
+    kind: Literal["mean_logprob"] = Field("mean_logprob", title="Scorer kind")
 
 
 class SelfCertaintyScorerConfig(_ScorerBase):
@@ -123,40 +161,61 @@ class SelfCertaintyScorerConfig(_ScorerBase):
     Needs each position's top-k logprobs from the engine; squashed to [0, 1] as 1 − exp(−SC).
     """
 
-    kind: Literal["self_certainty"] = "self_certainty"
-    vocab_size: int = Field(49152, ge=2, description="Vocabulary size V of the sampling model.")
+    model_config = ConfigDict(title="Self-certainty")
+
+    kind: Literal["self_certainty"] = Field("self_certainty", title="Scorer kind")
+    vocab_size: int = Field(
+        49152, ge=2, title="Vocabulary size V", description="Of the sampling model."
+    )
 
 
 class RewardModelScorerConfig(_ScorerBase):
     """An outcome or process reward model served by ``vllm serve`` (pooling runner), over HTTP."""
 
-    kind: Literal["reward_model"] = "reward_model"
-    base_url: str = Field(..., description="Server root, e.g. http://prm:8000 (no /v1).")
-    model: str = Field(..., description="Served reward model name.")
+    model_config = ConfigDict(title="Reward model server")
+
+    kind: Literal["reward_model"] = Field("reward_model", title="Scorer kind")
+    base_url: str = Field(
+        ..., title="Base URL", description="Server root, e.g. http://prm:8000 (no /v1)."
+    )
+    model: str = Field(..., title="Model", description="The served reward model name.")
     endpoint: Literal["pooling", "classify"] = Field(
         "pooling",
+        title="Endpoint",
         description="'pooling': /pooling (reward models, PRMs: one value or one per step); "
         "'classify': /classify (sequence classifiers: class probabilities).",
     )
     step_aggregate: Literal["last", "min", "mean", "prod"] = Field(
-        "min", description="How a PRM's per-step scores become one score."
+        "min", title="Step aggregate", description="How a PRM's per-step scores become one score."
     )
     positive_index: int = Field(
-        -1, description="Index of the 'correct' class in a [neg, pos] pair or probs list."
+        -1,
+        title="Positive class index",
+        description="Index of the 'correct' class in a [neg, pos] pair or probabilities list.",
     )
     logits: bool = Field(
-        False, description="The model returns raw logits: apply a sigmoid to get [0, 1]."
+        False,
+        title="Returns logits",
+        description="The model returns raw logits: apply a sigmoid to get [0, 1].",
     )
     api_key_env: str = Field(
-        "OPENAI_API_KEY", description="Environment variable holding the API key, if any."
+        "OPENAI_API_KEY",
+        title="API key variable",
+        description="Environment variable holding the API key, if any.",
     )
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+    timeout_s: float = Field(120.0, gt=0, title="Request timeout (s)")
 
 
-ScorerConfig = Annotated[
-    MeanLogprobScorerConfig | SelfCertaintyScorerConfig | RewardModelScorerConfig,
-    Field(discriminator="kind"),
-]
+ScorerConfig = MeanLogprobScorerConfig | SelfCertaintyScorerConfig | RewardModelScorerConfig
+"""Any scorer's settings, told apart by ``kind`` (a plain union: see the module docstring)."""
+
+
+def _scorer_field() -> Any:
+    return Field(
+        MeanLogprobScorerConfig(),
+        title="Scorer",
+        description="How each sample is scored, in [0, 1].",
+    )
 
 
 # --- parallel and adaptive strategies ----------------------------------------------------------------
@@ -165,15 +224,19 @@ ScorerConfig = Annotated[
 class BestOfNConfig(_SampleCountBase):
     """Best-of-N: N samples, the one the scorer rates highest (ties: earliest sample)."""
 
-    kind: Literal["best_of_n"] = "best_of_n"
-    scorer: ScorerConfig = Field(default_factory=MeanLogprobScorerConfig)
+    model_config = ConfigDict(title="Best-of-N")
+
+    kind: Literal["best_of_n"] = Field("best_of_n", title="Strategy kind")
+    scorer: ScorerConfig = _scorer_field()
 
 
 class WeightedVoteConfig(_SampleCountBase):
     """Score-weighted vote: N samples, each answer's votes weighted by its score."""
 
-    kind: Literal["weighted_vote"] = "weighted_vote"
-    scorer: ScorerConfig = Field(default_factory=MeanLogprobScorerConfig)
+    model_config = ConfigDict(title="Score-weighted vote")
+
+    kind: Literal["weighted_vote"] = Field("weighted_vote", title="Strategy kind")
+    scorer: ScorerConfig = _scorer_field()
 
 
 class AdaptiveConsistencyConfig(_SampleCountBase):
@@ -182,13 +245,27 @@ class AdaptiveConsistencyConfig(_SampleCountBase):
     Budget = the most samples (N_max). The rule is checked after every sample in index order.
     """
 
-    kind: Literal["adaptive_consistency"] = "adaptive_consistency"
-    threshold: float = Field(0.95, gt=0, le=1, description="Stop probability to reach.")
+    model_config = ConfigDict(title="Adaptive-Consistency")
+
+    kind: Literal["adaptive_consistency"] = Field("adaptive_consistency", title="Strategy kind")
+    threshold: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        title="Stop threshold",
+        description="Stop once P(leading answer is the mode) reaches it.",
+    )
     rule: Literal["beta", "dirichlet", "auto"] = Field(
-        "beta", description="'auto' = beta for ≤ 2 distinct answers, dirichlet for ≥ 3."
+        "beta",
+        title="Stopping rule",
+        description="'auto' = beta for ≤ 2 distinct answers, dirichlet for ≥ 3.",
     )
     round_size: int = Field(
-        2, ge=1, le=64, description="Samples drawn concurrently per round; smaller saves more."
+        2,
+        ge=1,
+        le=64,
+        title="Samples per round",
+        description="Drawn concurrently per round; smaller saves more.",
     )
 
 
@@ -198,8 +275,12 @@ class ESCConfig(_SampleCountBase):
     Budget = the most samples; the final answer is the majority over every sample drawn.
     """
 
-    kind: Literal["esc"] = "esc"
-    window: int = Field(4, ge=1, le=64, description="Window size w (drawn concurrently).")
+    model_config = ConfigDict(title="Early-stopping self-consistency (ESC)")
+
+    kind: Literal["esc"] = Field("esc", title="Strategy kind")
+    window: int = Field(
+        4, ge=1, le=64, title="Window size w", description="Samples drawn concurrently per window."
+    )
 
 
 class OptScaleConfig(_SampleCountBase):
@@ -209,17 +290,31 @@ class OptScaleConfig(_SampleCountBase):
     both priors are given.
     """
 
-    kind: Literal["optscale"] = "optscale"
-    k: int = Field(4, ge=1, le=256, description="Samples scored before N* is estimated.")
-    q: float = Field(0.05, gt=0, lt=1, description="Accepted chance that no score exceeds s*.")
-    s_star: float = Field(0.8, ge=0, le=1, description="Score threshold s* in [0, 1].")
-    scorer: ScorerConfig = Field(default_factory=MeanLogprobScorerConfig)
-    select: Literal["best_of", "weighted_vote"] = Field(
-        "best_of", description="How the N* samples become one answer."
+    model_config = ConfigDict(title="OptScale")
+
+    kind: Literal["optscale"] = Field("optscale", title="Strategy kind")
+    k: int = Field(
+        4, ge=1, le=256, title="Warm-up samples k", description="Scored before N* is estimated."
     )
-    prior_mu: float | None = Field(None, description="MAP prior mean of μ (with prior_sigma).")
-    prior_sigma: float | None = Field(None, gt=0, description="MAP prior σ (with prior_mu).")
-    prior_strength: float = Field(4.0, gt=0, description="Prior worth, in pseudo-observations.")
+    q: float = Field(
+        0.05, gt=0, lt=1, title="Risk q", description="Accepted chance that no score exceeds s*."
+    )
+    s_star: float = Field(
+        0.8, ge=0, le=1, title="Score threshold s*", description="A score in [0, 1]."
+    )
+    scorer: ScorerConfig = _scorer_field()
+    select: Literal["best_of", "weighted_vote"] = Field(
+        "best_of", title="Selection", description="How the N* samples become one answer."
+    )
+    prior_mu: float | None = Field(
+        None, title="Prior mean of μ", description="MAP prior; give it with the prior σ."
+    )
+    prior_sigma: float | None = Field(
+        None, gt=0, title="Prior σ", description="MAP prior; give it with the prior mean."
+    )
+    prior_strength: float = Field(
+        4.0, gt=0, title="Prior strength", description="Worth of the prior, in pseudo-samples."
+    )
 
     @model_validator(mode="after")
     def _priors_together(self) -> OptScaleConfig:
@@ -235,15 +330,18 @@ class RefinementConfig(_StrategyBase):
     repeats the previous round's.
     """
 
-    kind: Literal["refinement"] = "refinement"
+    model_config = ConfigDict(title="Sequential refinement")
+
+    kind: Literal["refinement"] = Field("refinement", title="Strategy kind")
     rounds: list[int] = Field(
-        default_factory=lambda: [1, 2, 4],
+        [1, 2, 4],
         title="Round caps",
-        description="One unit per cap: at most that many revisions.",
+        description="One result per cap: at most that many revisions.",
     )
     instruction: str = Field(
         "Review your previous solution step by step. If it is wrong, correct it; "
         "otherwise keep it. End with a line 'Final Answer: <answer>'.",
+        title="Revision instruction",
         description="The user turn that asks for a revision.",
     )
 
@@ -267,3 +365,55 @@ StrategyConfig = Annotated[
     | RefinementConfig,
     Field(discriminator="kind"),
 ]
+
+
+Off = Annotated[None, WithJsonSchema({"type": "null", "title": "Off"})]
+"""``None``, titled "Off" in JSON schemas: the run form's tab that leaves a strategy out."""
+
+
+class StrategySet(BaseModel):
+    """The strategies to compare, each with its budgets. Set one to Off (null) to leave it out.
+
+    A kind left out of a mapping takes its default: majority vote and budget forcing on, the rest
+    off. The list form, ``[{kind: majority, n: [1, 2]}, ...]``, runs exactly the kinds it lists.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="Strategies")
+
+    # Field order is the order of configs(): the order units run in and are fingerprinted in.
+    majority: MajorityConfig | Off = Field(MajorityConfig(), title="Majority vote")
+    budget_forcing: BudgetForcingConfig | Off = Field(BudgetForcingConfig(), title="Budget forcing")
+    best_of_n: BestOfNConfig | Off = Field(None, title="Best-of-N")
+    weighted_vote: WeightedVoteConfig | Off = Field(None, title="Score-weighted vote")
+    adaptive_consistency: AdaptiveConsistencyConfig | Off = Field(
+        None, title="Adaptive-Consistency"
+    )
+    esc: ESCConfig | Off = Field(None, title="Early-stopping self-consistency (ESC)")
+    optscale: OptScaleConfig | Off = Field(None, title="OptScale")
+    refinement: RefinementConfig | Off = Field(None, title="Sequential refinement")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: Any) -> Any:
+        """Accept the list form: each listed config under its kind, every other kind off."""
+        if not isinstance(data, list | tuple):
+            return data
+        configs = [_STRATEGY_ADAPTER.validate_python(item) for item in data]
+        kinds = [config.kind for config in configs]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"each strategy kind may appear once, got {kinds}")
+        return {name: None for name in cls.model_fields} | {c.kind: c for c in configs}
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> StrategySet:
+        if not self.configs():
+            raise ValueError("give at least one strategy")
+        return self
+
+    def configs(self) -> list[StrategyConfig]:
+        """The enabled strategies, in field order."""
+        enabled = (getattr(self, name) for name in type(self).model_fields)
+        return [config for config in enabled if config is not None]
+
+
+_STRATEGY_ADAPTER: TypeAdapter[StrategyConfig] = TypeAdapter(StrategyConfig)

@@ -1,8 +1,10 @@
 """Serve ttscale's deployments from one local process (``ttscale serve``), no work pool needed.
 
-The same three deployments that ``prefect.yaml`` registers for workers: ``ttscale-batch/nightly``
-(cron, default parameters), ``ttscale-batch/adhoc`` (the BatchRequest form) and
-``ttscale-shard/gpu`` (one shard; the target of ``BatchRequest.shard_deployment``).
+The local counterparts of the three deployments ``prefect.yaml`` registers for workers, under
+their own names so both can live on one Prefect server without overwriting each other:
+``ttscale-batch/nightly-local`` (cron, default parameters), ``ttscale-batch/adhoc-local`` (the
+BatchRequest form) and ``ttscale-shard/gpu-local`` (one shard; the target of
+``BatchRequest.shard_deployment`` for batches run by ``ttscale serve``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from ttscale.schemas import BatchRequest
 
 NIGHTLY_CRON = "0 2 * * *"
 
+# `prefect deploy` (prefect.yaml) registers nightly, adhoc and gpu on the work pool; a deployment
+# is keyed by flow and name, so the served ones take a suffix instead of replacing those.
+NIGHTLY_LOCAL = "nightly-local"
+ADHOC_LOCAL = "adhoc-local"
+SHARD_LOCAL = "gpu-local"
+SHARD_DEPLOYMENT_LOCAL = f"ttscale-shard/{SHARD_LOCAL}"
+"""``BatchRequest.shard_deployment`` for batches whose shards run under ``ttscale serve``."""
+
 
 def local_deployments(
     nightly: BatchRequest, cron: str = NIGHTLY_CRON, gpu_slots: str | None = GPU_SLOTS
@@ -24,22 +34,22 @@ def local_deployments(
     """The runner deployments: nightly on ``cron`` with ``nightly`` as its parameters, ad-hoc, shard."""
     return [
         ttscale_batch.to_deployment(
-            name="nightly",
+            name=NIGHTLY_LOCAL,
             cron=cron,
             parameters={"request": nightly.model_dump(mode="json")},
-            description=f"Scheduled ttscale batch ({cron}) over {nightly.input_uri}.",
-            tags=["ttscale", "scheduled"],
+            description=f"Scheduled ttscale batch ({cron}) over {nightly.input_uri} (ttscale serve).",
+            tags=["ttscale", "scheduled", "local"],
         ),
         ttscale_batch.to_deployment(
-            name="adhoc",
-            description="Ad-hoc ttscale batch: fill in the BatchRequest form.",
-            tags=["ttscale", "adhoc"],
+            name=ADHOC_LOCAL,
+            description="Ad-hoc ttscale batch (ttscale serve): fill in the BatchRequest form.",
+            tags=["ttscale", "adhoc", "local"],
         ),
         ttscale_shard.to_deployment(
-            name="gpu",
+            name=SHARD_LOCAL,
             parameters={"concurrency_limit": gpu_slots},
-            description="One shard of a ttscale batch; started by ttscale-batch.",
-            tags=["ttscale", "shard"],
+            description=f"One shard of a ttscale batch under ttscale serve ({SHARD_DEPLOYMENT_LOCAL}).",
+            tags=["ttscale", "shard", "local"],
         ),
     ]
 

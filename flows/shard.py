@@ -1,8 +1,10 @@
 """Prefect flow ``ttscale-shard``: one shard of a batch, deployable to a GPU work pool.
 
-``ttscale-batch`` starts one run of the ``ttscale-shard/gpu`` deployment per shard when its
-request names it in ``shard_deployment``. A global concurrency limit caps how many shards hold a
-GPU at once; create it once per Prefect server, with as many slots as the pool has GPUs::
+``ttscale-batch`` starts one run of a ``ttscale-shard`` deployment per shard when its request
+names it in ``shard_deployment``: ``ttscale-shard/gpu`` on the work pool (``prefect.yaml``) or
+``ttscale-shard/gpu-local`` under ``ttscale serve`` (``flows/deployments.py``). A global
+concurrency limit caps how many shards hold a GPU at once; create it once per Prefect server,
+with as many slots as the pool has GPUs::
 
     prefect gcl create gpu-slots --limit 1
 

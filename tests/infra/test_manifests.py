@@ -47,6 +47,30 @@ def test_prefect_yaml_accepted_by_prefect_model() -> None:
     assert {d.name for d in model.deployments} == {"nightly", "adhoc", "gpu"}
 
 
+def _deployment_names_in_prefect_yaml() -> set[str]:
+    """``flow-name/deployment-name`` of every deployment ``prefect deploy --all`` registers."""
+    names = set()
+    for dep in _load(PREFECT_YAML)["deployments"]:
+        path, func = dep["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        names.add(f"{getattr(module, func).name}/{dep['name']}")
+    return names
+
+
+def test_served_and_deployed_names_do_not_collide() -> None:
+    """`ttscale serve` and `prefect deploy` on one server: neither replaces the other's deployments
+    (a deployment is keyed by flow and name; the last registration would win)."""
+    from flows.deployments import SHARD_DEPLOYMENT_LOCAL, local_deployments
+
+    deployed = _deployment_names_in_prefect_yaml()
+    nightly = BatchRequest.model_validate({"input_uri": "questions.jsonl"})
+    served = {f"{d.flow_name}/{d.name}" for d in local_deployments(nightly)}
+    assert deployed == {"ttscale-batch/nightly", "ttscale-batch/adhoc", "ttscale-shard/gpu"}
+    assert len(served) == 3
+    assert SHARD_DEPLOYMENT_LOCAL in served
+    assert not served & deployed, served & deployed
+
+
 def test_pull_step_sets_working_directory() -> None:
     pull = _load(PREFECT_YAML)["pull"]
     step = pull[0]["prefect.deployments.steps.set_working_directory"]
@@ -96,6 +120,61 @@ def test_nightly_uses_the_vllm_server() -> None:
     assert request.engine.kind == "openai"
     assert request.engine.base_url == "http://vllm:8000/v1"
     assert request.output_uri == "s3://ttscale/out"
+
+
+# Prefect versions
+
+
+PREFECT_IMAGE = re.compile(r"prefecthq/prefect:([A-Za-z0-9_.\-]+)")
+
+
+def _prefect_image_tags() -> dict[str, list[str]]:
+    """Every ``prefecthq/prefect:<tag>`` in infra/ and the Dockerfile, by file."""
+    files = [p for p in sorted((ROOT / "infra").rglob("*")) if p.is_file()]
+    files.append(ROOT / "Dockerfile")
+    found = {}
+    for path in files:
+        tags = PREFECT_IMAGE.findall(path.read_text(errors="replace"))
+        if tags:
+            found[str(path.relative_to(ROOT))] = tags
+    return found
+
+
+def test_prefect_images_match_the_installed_prefect() -> None:
+    """The server and worker images run the Prefect release the code and tests use: a pinned
+    release tag (``3.7.7-python3.11``...), never a moving one (``3-latest``)."""
+    import prefect
+
+    version = prefect.__version__
+    found = _prefect_image_tags()
+    assert "infra/docker-compose.yml" in found and "infra/k8s/worker.yaml" in found, found
+    wrong = {
+        path: tag
+        for path, tags in found.items()
+        for tag in tags
+        if not re.fullmatch(rf"{re.escape(version)}(-[A-Za-z0-9_.\-]+)?", tag)
+    }
+    assert not wrong, f"prefecthq/prefect tags other than {version}: {wrong}"
+    server = _load(COMPOSE)["services"]["prefect-server"]["image"]
+    assert server.startswith(f"prefecthq/prefect:{version}")
+
+
+def test_prefect_pins_match_the_installed_prefect() -> None:
+    """prefect.yaml's ``prefect-version`` and the worker image's pin (constraints.txt, which the
+    Dockerfile installs with) name the installed Prefect."""
+    import prefect
+
+    assert _load(PREFECT_YAML)["prefect-version"] == prefect.__version__
+    constraints = ROOT / "constraints.txt"
+    if constraints.is_file() and "constraints.txt" in (ROOT / "Dockerfile").read_text():
+        pins = re.findall(r"(?im)^prefect==(\S+)", constraints.read_text())
+        assert pins == [prefect.__version__]
+
+
+def test_compose_server_keeps_sqlalchemy_below_2_1() -> None:
+    """Prefect 3.7's scheduler fails every pass with SQLAlchemy 2.1 (ENVIRONMENT.md)."""
+    env = _load(COMPOSE)["services"]["prefect-server"]["environment"]
+    assert "sqlalchemy>=2.0,<2.1" in env["EXTRA_PIP_PACKAGES"].split()
 
 
 # docker-compose

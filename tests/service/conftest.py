@@ -12,7 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_helpers import stop, wait_until
+from service_helpers import PrefectServer, scaled, stop, wait_until
+
+from ttscale.engines.config import TEST_ENGINES_ENV
 
 
 def free_port() -> int:
@@ -29,11 +31,8 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """``prefect server start`` (SQLite in a temp PREFECT_HOME); yields the environment to reach it.
-
-    Subprocesses get the environment; tests running flows in-process use ``prefect_api``.
-    """
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """``prefect server start`` (SQLite in a temp PREFECT_HOME) with its services, scheduler included."""
     home = tmp_path_factory.mktemp("prefect-server-home")
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
@@ -42,12 +41,23 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         "PREFECT_API_URL": api,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_UI_ENABLED": "false",
+        # The scheduler creates the flow runs of scheduled deployments (test_scheduler.py); on
+        # explicitly, whatever the caller's environment says. It schedules a new or updated
+        # deployment within ~5 s (recent-deployments loop).
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "true",
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+        # Deployments served by test subprocesses are triggered with engine.kind=scripted: their
+        # registered parameter schema must list it (production schemas leave it out).
+        TEST_ENGINES_ENV: "1",
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "DO_NOT_TRACK": "1",
     }
-    log = (home / "server.log").open("wb")
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    log_path = home / "server.log"
+    log = log_path.open("wb")
+    # TTSCALE_TEST_PREFECT_SERVER_PYTHON: run the server from another environment (another
+    # Prefect or SQLAlchemy) while clients and runners use this one.
+    python = os.environ.get("TTSCALE_TEST_PREFECT_SERVER_PYTHON") or sys.executable
+    command = [python, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     server = subprocess.Popen(
         [*command, "--port", str(port)],
         env=env,
@@ -55,11 +65,20 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(lambda: _answers(f"{api}/health"), 120, "prefect server")
-        yield env
+        wait_until(lambda: _answers(f"{api}/health"), scaled(120), "prefect server")
+        yield PrefectServer(env=env, log=log_path)
     finally:
         stop(server)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def prefect_env(prefect_server: PrefectServer) -> dict[str, str]:
+    """The environment that reaches the session's Prefect server.
+
+    Subprocesses get the environment; tests running flows in-process use ``prefect_api``.
+    """
+    return prefect_server.env
 
 
 @pytest.fixture
@@ -102,7 +121,7 @@ def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     )
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     try:
-        wait_until(lambda: _answers(endpoint), 60, "seaweedfs s3")
+        wait_until(lambda: _answers(endpoint), scaled(60), "seaweedfs s3")
         yield creds | {"AWS_ENDPOINT_URL": endpoint}
     finally:
         stop(process)

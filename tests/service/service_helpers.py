@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,35 @@ from ttscale.schemas import BatchRequest
 
 UNITS_PER_ITEM = 4
 """majority n ∈ {1, 3} and budget forcing B ∈ {8, 32}."""
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    """The session's ``prefect server start`` (fixture ``prefect_server`` in conftest.py)."""
+
+    env: dict[str, str]
+    """The environment that reaches it (PREFECT_API_URL, PREFECT_HOME, ...)."""
+    log: Path
+    """The server's stdout and stderr, scheduler and other services included."""
+
+
+def time_scale() -> float:
+    """``TTSCALE_TEST_TIME_SCALE`` (float, default 1): every service-test deadline is multiplied by it.
+
+    Raise it on a slow or loaded machine instead of editing deadlines.
+    """
+    text = os.environ.get("TTSCALE_TEST_TIME_SCALE", "").strip()
+    if not text:
+        return 1.0
+    scale = float(text)
+    if scale <= 0:
+        raise ValueError(f"TTSCALE_TEST_TIME_SCALE must be > 0, got {text!r}")
+    return scale
+
+
+def scaled(seconds: float) -> float:
+    """A deadline of ``seconds`` on an unloaded machine, scaled by ``TTSCALE_TEST_TIME_SCALE``."""
+    return seconds * time_scale()
 
 
 def question_lines(count: int, seed: int = 0) -> list[str]:

@@ -14,11 +14,14 @@ import pytest
 from service_helpers import (
     UNITS_PER_ITEM,
     ledger_totals,
+    scaled,
     scripted_request,
     stop,
     wait_until,
     write_questions,
 )
+
+from flows.deployments import ADHOC_LOCAL, NIGHTLY_LOCAL, SHARD_DEPLOYMENT_LOCAL
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = 6
@@ -50,11 +53,15 @@ def served(prefect_env: dict[str, str], tmp_path: Path) -> Any:
 
     def registered() -> bool:
         assert runner.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-        names = ("ttscale-batch/adhoc", "ttscale-batch/nightly", "ttscale-shard/gpu")
+        names = (
+            f"ttscale-batch/{ADHOC_LOCAL}",
+            f"ttscale-batch/{NIGHTLY_LOCAL}",
+            SHARD_DEPLOYMENT_LOCAL,
+        )
         return all(httpx.get(f"{api}/deployments/name/{n}").status_code == 200 for n in names)
 
     try:
-        wait_until(registered, 60, "ttscale serve")
+        wait_until(registered, scaled(60), "ttscale serve")
         yield api
     finally:
         stop(runner)
@@ -63,9 +70,12 @@ def served(prefect_env: dict[str, str], tmp_path: Path) -> Any:
 
 def test_rest_triggered_run_fans_out_shards_and_completes(served: str, tmp_path: Path) -> None:
     api = served
-    nightly = httpx.get(f"{api}/deployments/name/ttscale-batch/nightly").json()
+    nightly = httpx.get(f"{api}/deployments/name/ttscale-batch/{NIGHTLY_LOCAL}").json()
     assert [s["schedule"]["cron"] for s in nightly["schedules"]] == ["0 3 * * *"]
     assert nightly["parameters"]["request"]["input_uri"].endswith("demo.jsonl")
+    # The work-pool deployments' names (prefect.yaml) stay free for `prefect deploy`.
+    for name in ("ttscale-batch/nightly", "ttscale-batch/adhoc", "ttscale-shard/gpu"):
+        assert httpx.get(f"{api}/deployments/name/{name}").status_code == 404, name
 
     # One GPU: shard runs take turns on the slot.
     limit = _post(f"{api}/v2/concurrency_limits/", {"name": "gpu-slots", "limit": 1})
@@ -74,9 +84,9 @@ def test_rest_triggered_run_fans_out_shards_and_completes(served: str, tmp_path:
     out = tmp_path / "out"
     request = scripted_request(
         str(write_questions(tmp_path / "q.jsonl", ITEMS)), f"file://{out}", out / "ledger.duckdb",
-        shard_size=3, shard_deployment="ttscale-shard/gpu",
+        shard_size=3, shard_deployment=SHARD_DEPLOYMENT_LOCAL,
     )  # fmt: skip
-    deployment = httpx.get(f"{api}/deployments/name/ttscale-batch/adhoc").json()
+    deployment = httpx.get(f"{api}/deployments/name/ttscale-batch/{ADHOC_LOCAL}").json()
     created = _post(
         f"{api}/deployments/{deployment['id']}/create_flow_run",
         {"parameters": {"request": request.model_dump(mode="json")}},
@@ -84,7 +94,7 @@ def test_rest_triggered_run_fans_out_shards_and_completes(served: str, tmp_path:
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
 
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + scaled(150)
     while (state := httpx.get(f"{api}/flow_runs/{run_id}").json()["state"])["type"] not in FINAL:
         assert time.monotonic() < deadline, f"flow run still {state['type']}"
         time.sleep(1)

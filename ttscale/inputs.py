@@ -1,7 +1,11 @@
 """Load and validate input batches: JSONL and Parquet objects of questions.
 
 A malformed row is reported as a ``BadRow`` (object, line, field, reason) and skipped; every valid
-row is still returned. Only an object that cannot be read at all raises.
+row is still returned. Only an object that cannot be read at all raises, and so does an input with
+no valid question at all (``load_batch(..., require_questions=True)``, the default).
+
+JSONL is read as it comes in the wild: a UTF-8 byte order mark and CRLF line ends are accepted; a
+line that is not valid UTF-8 is a bad row (never decoded with replacement characters).
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from urllib.parse import urlparse
 
 from pydantic import ValidationError
 
-from ttscale.errors import InputError, StorageError
+from ttscale.errors import InputError
 from ttscale.schemas import BadRow, Question
-from ttscale.storage import ObjectStore, open_store
+from ttscale.storage import ObjectStore, StorageNotFoundError, open_store
 
 INPUT_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -32,8 +36,28 @@ class LoadedBatch:
     objects: list[str] = field(default_factory=list)
 
 
+_BOM = "\ufeff"
+
+
 def _rows_jsonl(data: bytes, uri: str) -> Iterator[tuple[int, dict[str, Any] | BadRow]]:
-    for line_no, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+    # Split bytes on b"\n" only: one bad byte spoils its own line, not the object, and line
+    # numbers match what `sed -n Np` shows (str.splitlines also splits on \x1c, U+2028...).
+    for line_no, raw_bytes in enumerate(data.split(b"\n"), start=1):
+        try:
+            raw = raw_bytes.removesuffix(b"\r").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield (
+                line_no,
+                BadRow(
+                    object=uri,
+                    line=line_no,
+                    reason=f"not valid UTF-8 ({exc.reason}: byte 0x{raw_bytes[exc.start]:02x} at "
+                    f"column {exc.start + 1}); save the file as UTF-8",
+                ),
+            )
+            continue
+        # A byte order mark starts the object (or a line, where files were concatenated).
+        raw = raw.removeprefix(_BOM)
         if not raw.strip():
             continue
         try:
@@ -108,12 +132,44 @@ def _input_keys(store: ObjectStore, key: str, uri: str) -> list[str]:
         return [key]
     keys = [k for k in store.list(key) if k.endswith(INPUT_SUFFIXES)]
     if not keys:
-        raise InputError(f"no .jsonl/.json/.parquet objects at {uri}")
+        raise InputError(
+            f"no .jsonl/.json/.parquet objects at {uri} (no such object or prefix, or no file "
+            "with one of these suffixes)"
+        )
     return keys
 
 
-def load_batch(input_uri: str) -> LoadedBatch:
-    """Load every question object at ``input_uri`` (one object, a directory or an S3 prefix)."""
+def ensure_questions(batch: LoadedBatch, input_uri: str) -> None:
+    """Raise InputError if ``batch`` holds no valid question (say how many rows were bad, and why).
+
+    The batch planner calls this through ``load_batch``; a preflight can call it on a batch it
+    loaded with ``require_questions=False``.
+    """
+    if batch.questions:
+        return
+    if not batch.bad_rows:
+        objects = len(batch.objects)
+        raise InputError(
+            f"no valid question in {input_uri}: "
+            f"{objects} object{'s' if objects != 1 else ''} with no rows"
+        )
+    first = batch.bad_rows[0]
+    where = f"{first.object} line {first.line}" + (f" field {first.field}" if first.field else "")
+    count = len(batch.bad_rows)
+    reason = " ".join(first.reason.split())
+    raise InputError(
+        f"no valid question in {input_uri}: {count} bad row{'s' if count != 1 else ''}, "
+        f"the first at {where}: {reason}"
+    )
+
+
+def load_batch(input_uri: str, *, require_questions: bool = True) -> LoadedBatch:
+    """Load every question object at ``input_uri`` (one object, a directory or an S3 prefix).
+
+    Raises InputError when the input does not exist (a missing file, bucket or prefix), cannot be
+    read as JSONL/Parquet, or (with ``require_questions``) holds no valid question. Credential,
+    endpoint and permission failures stay StorageError.
+    """
     parsed = urlparse(input_uri)
     if parsed.scheme not in ("s3",):
         # Local: the store root is the file's directory (or the directory itself).
@@ -126,12 +182,18 @@ def load_batch(input_uri: str) -> LoadedBatch:
         store, key = open_store(input_uri)
     batch = LoadedBatch()
     seen: dict[str, tuple[str, int]] = {}
-    for object_key in _input_keys(store, key, input_uri):
+    try:
+        object_keys = _input_keys(store, key, input_uri)
+    except StorageNotFoundError as exc:  # NoSuchBucket: the input is not there
+        raise InputError(f"no such input {input_uri}: {exc}") from None
+    for object_key in object_keys:
         uri = store.uri(object_key)
         try:
             data = store.read_bytes(object_key)
-        except StorageError as exc:
+        except StorageNotFoundError as exc:  # deleted between list and read
             raise InputError(str(exc)) from None
         batch.objects.append(uri)
         parse_object(data, uri, batch, seen)
+    if require_questions:
+        ensure_questions(batch, input_uri)
     return batch

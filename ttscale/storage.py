@@ -7,11 +7,13 @@ endpoint URL is set) selects path-style addressing for S3-compatible servers.
 
 from __future__ import annotations
 
+import functools
 import os
-import tempfile
+import secrets
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
-from urllib.parse import urlparse
+from typing import Any, NoReturn, Protocol, TypeVar
+from urllib.parse import urlparse, urlsplit
 
 from tenacity import (
     retry,
@@ -28,13 +30,57 @@ from ttscale.errors import (
     TransientStorageError,
 )
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_PRESIGN_S = 7 * 24 * 3600
+"""The longest a SigV4 presigned URL may live (7 days)."""
+
+
+def retry_attempts() -> int:
+    """``TTSCALE_RETRY_ATTEMPTS`` (default 6), read at each call so it can be changed at runtime."""
+    raw = os.environ.get("TTSCALE_RETRY_ATTEMPTS", "6")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"TTSCALE_RETRY_ATTEMPTS must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"TTSCALE_RETRY_ATTEMPTS must be at least 1, got {value}")
+    return value
+
+
+def _stop(retry_state: Any) -> bool:
+    return bool(stop_after_attempt(retry_attempts())(retry_state))
+
+
 retry_transient = retry(
     retry=retry_if_exception_type(RecoverableError),
-    stop=stop_after_attempt(int(os.environ.get("TTSCALE_RETRY_ATTEMPTS", "6"))),
+    stop=_stop,
     wait=wait_random_exponential(multiplier=0.05, max=2.0),
     reraise=True,
 )
 """Bounded, jittered retries of recoverable errors only."""
+
+
+class StorageNotFoundError(StorageError):
+    """The bucket, or the object, does not exist (an input loader turns this into InputError)."""
+
+
+class EndpointUnreachableError(TransientStorageError):
+    """The S3 endpoint could not be connected to; fatal (StorageError) once retries run out."""
+
+
+def _retry_s3(fn: F) -> F:
+    """``retry_transient``, then an endpoint still unreachable becomes a fatal StorageError."""
+    retried = retry_transient(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return retried(*args, **kwargs)
+        except EndpointUnreachableError as exc:
+            raise StorageError(f"{exc} (gave up after {retry_attempts()} attempts)") from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 class ObjectStore(Protocol):
@@ -63,6 +109,22 @@ def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
+def _create_temp(directory: Path) -> tuple[int, str]:
+    """A new, empty temporary file in ``directory`` opened for writing: (fd, path).
+
+    Created with mode 0666 minus the umask, like ``open()`` would (``tempfile.mkstemp`` makes
+    0600 files, which other users and containers then cannot read).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(directory / f".tmp-{secrets.token_hex(8)}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise StorageError(f"cannot create a temporary file in {directory}")  # pragma: no cover
+
+
 class LocalStore:
     """A directory as an object store. Writes are atomic (temp file, then link or rename)."""
 
@@ -79,14 +141,25 @@ class LocalStore:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise StorageError(f"no object {self.uri(key)}") from None
+            raise StorageNotFoundError(f"no object {self.uri(key)}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.uri(key)}: {exc.strerror or exc}") from None
 
     def write_bytes(
         self, key: str, data: bytes, *, content_type: str | None = None, create_only: bool = False
     ) -> None:
         path = self._path(key)
+        try:
+            self._write(path, data, create_only=create_only)
+        except ObjectExistsError:
+            raise ObjectExistsError(f"object exists: {self.uri(key)}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.uri(key)}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _write(path: Path, data: bytes, *, create_only: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = _create_temp(path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -95,7 +168,7 @@ class LocalStore:
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
-                    raise ObjectExistsError(f"object exists: {self.uri(key)}") from None
+                    raise ObjectExistsError(str(path)) from None
             else:
                 os.replace(tmp, path)
         finally:
@@ -136,22 +209,68 @@ _TRANSIENT_CODES = {
     "OperationAborted",
 }
 
+CREDENTIALS_HINT = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile in "
+    "~/.aws/credentials (or AWS_SHARED_CREDENTIALS_FILE)"
+)
+
+
+def _one_line(text: object) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _endpoint_of(exc: Exception) -> str:
+    """The scheme://host:port botocore was talking to (no path, no query string)."""
+    url = str(getattr(exc, "kwargs", {}).get("endpoint_url") or "")
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else (url or "the S3 endpoint")
+
+
+def _bucket_of(what: str) -> str:
+    parsed = urlparse(what)
+    return parsed.netloc if parsed.scheme == "s3" else what
+
 
 def _s3_error(exc: Exception, what: str) -> Exception:
-    """Map a botocore exception to a recoverable or fatal ttscale error."""
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionClosedError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        ReadTimeoutError,
-    )
+    """Map a botocore exception to a recoverable or fatal ttscale error.
 
-    if isinstance(
-        exc,
-        EndpointConnectionError | ConnectionClosedError | ReadTimeoutError | ConnectTimeoutError,
-    ):
-        return TransientStorageError(f"{what}: {type(exc).__name__}")
+    Anything that is not a botocore exception is returned unchanged (the caller re-raises it).
+    """
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        HTTPClientError,
+        IncompleteReadError,
+        NoCredentialsError,
+        PartialCredentialsError,
+        ProfileNotFound,
+        ResponseStreamingError,
+    )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    if isinstance(exc, BotoConnectionError):
+        # EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError: retried, then fatal.
+        return EndpointUnreachableError(
+            f"cannot connect to the S3 endpoint {_endpoint_of(exc)} for {what}; check "
+            "AWS_ENDPOINT_URL and that the server is up"
+        )
+    if isinstance(exc, HTTPClientError | ResponseStreamingError | IncompleteReadError):
+        # Connection reset or closed mid-request, read timeout: transient.
+        return TransientStorageError(f"{what}: {type(exc).__name__} ({_endpoint_of(exc)})")
+    if isinstance(exc, NoCredentialsError):
+        return StorageError(f"no AWS credentials found for {what}: {CREDENTIALS_HINT}")
+    if isinstance(exc, PartialCredentialsError):
+        provider = exc.kwargs.get("provider", "the environment")
+        missing = exc.kwargs.get("cred_var", "a credential")
+        return StorageError(
+            f"incomplete AWS credentials for {what}: {provider} lacks {missing}; {CREDENTIALS_HINT}"
+        )
+    if isinstance(exc, ProfileNotFound):
+        return StorageError(
+            f"AWS profile {exc.kwargs.get('profile')!r} (AWS_PROFILE) not found for {what}; "
+            "define it in ~/.aws/credentials or ~/.aws/config, or set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY"
+        )
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
@@ -159,15 +278,28 @@ def _s3_error(exc: Exception, what: str) -> Exception:
             return TransientStorageError(f"{what}: {code or status}")
         if code in {"PreconditionFailed"} or status == 412:
             return ObjectExistsError(f"object exists: {what}")
+        if code == "NoSuchBucket":
+            return StorageNotFoundError(f"no such bucket {_bucket_of(what)!r} (for {what})")
         if code in {"NoSuchKey", "404", "NotFound"}:
-            return StorageError(f"no object {what}")
+            return StorageNotFoundError(f"no object {what}")
         if status == 403:
             return StorageError(
                 f"{what}: access denied ({code}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
                 "and the endpoint (AWS_ENDPOINT_URL)"
             )
-        return StorageError(f"{what}: {code} {exc.response.get('Error', {}).get('Message', '')}")
+        message = _one_line(exc.response.get("Error", {}).get("Message", ""))
+        return StorageError(f"{what}: {code} {message}".rstrip())
+    if isinstance(exc, BotoCoreError):
+        # ParamValidationError (e.g. an invalid bucket name) and the like: not worth retrying.
+        return StorageError(f"{what}: {_one_line(exc)}")
     return exc
+
+
+def _raise_mapped(exc: Exception, what: str) -> NoReturn:
+    mapped = _s3_error(exc, what)
+    if mapped is exc:
+        raise exc
+    raise mapped from None
 
 
 class S3Store:
@@ -181,12 +313,9 @@ class S3Store:
         try:
             return fn(Bucket=self.bucket, **kwargs)
         except Exception as exc:
-            mapped = _s3_error(exc, what)
-            if mapped is exc:
-                raise
-            raise mapped from None
+            _raise_mapped(exc, what)
 
-    @retry_transient
+    @_retry_s3
     def read_bytes(self, key: str) -> bytes:
         body = self._call(self.uri(key), self._client.get_object, Key=key)["Body"]
         try:
@@ -194,7 +323,7 @@ class S3Store:
         except Exception as exc:
             raise _s3_error(exc, self.uri(key)) from None
 
-    @retry_transient
+    @_retry_s3
     def write_bytes(
         self, key: str, data: bytes, *, content_type: str | None = None, create_only: bool = False
     ) -> None:
@@ -203,7 +332,8 @@ class S3Store:
             extra["IfNoneMatch"] = "*"
         try:
             self._call(self.uri(key), self._client.put_object, Key=key, Body=data, **extra)
-        except ObjectExistsError:
+        except (ObjectExistsError, EndpointUnreachableError):
+            # Unreachable: the put never reached the server, so there is nothing to compare.
             raise
         except TransientStorageError:
             # A retried create-only put may find its own earlier attempt landed; identical
@@ -218,7 +348,7 @@ class S3Store:
         except StorageError:
             return False
 
-    @retry_transient
+    @_retry_s3
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []
         token: str | None = None
@@ -232,20 +362,79 @@ class S3Store:
                 return sorted(keys)
             token = page["NextContinuationToken"]
 
-    @retry_transient
+    @_retry_s3
     def exists(self, key: str) -> bool:
         try:
             self._call(self.uri(key), self._client.head_object, Key=key)
             return True
-        except StorageError as exc:
-            if isinstance(exc, ObjectExistsError):
-                raise
-            if "no object" in str(exc) or "404" in str(exc) or "Not Found" in str(exc):
-                return False
-            raise
+        except StorageNotFoundError:
+            return False
+
+    def presigned_url(self, key: str, expires_s: int = 3600) -> str:
+        """A time-limited https (or http, for an http endpoint) GET URL of ``key``.
+
+        Signed locally with the current credentials: no network call, and the object is not
+        checked to exist. ``expires_s`` is 1 second to 7 days.
+        """
+        if not 1 <= expires_s <= MAX_PRESIGN_S:
+            raise ConfigError(
+                f"a presigned URL expires in 1 to {MAX_PRESIGN_S} seconds, got {expires_s}"
+            )
+        try:
+            url = self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=expires_s,
+            )
+        except Exception as exc:
+            _raise_mapped(exc, self.uri(key))
+        if "X-Amz-Signature=" not in url:  # botocore presigns nothing without credentials
+            raise StorageError(f"no AWS credentials found for {self.uri(key)}: {CREDENTIALS_HINT}")
+        return str(url)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+
+def browser_link(uri: str, expires_s: int) -> str | None:
+    """A link a browser can open for the object at ``uri``, or None where there is none.
+
+    ``s3://bucket/key`` → a presigned GET URL valid ``expires_s`` seconds (signed locally, no
+    network call). Local paths and ``file://`` URIs → None: browsers do not follow file:// links
+    from web pages, so print the path instead.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3":
+        return None
+    if not parsed.netloc:
+        raise ConfigError(f"no bucket in {uri!r}")
+    key = parsed.path.lstrip("/")
+    if not key:
+        raise ConfigError(f"no object key in {uri!r}")
+    return S3Store(parsed.netloc).presigned_url(key, expires_s)
+
+
+def check_credentials(*uris: str) -> None:
+    """Fail fast (StorageError) if any ``uris`` is s3:// and no AWS credentials can be resolved.
+
+    Resolves the standard chain (environment, AWS_PROFILE / shared files, ...) without calling S3.
+    Only when nothing else provides credentials does botocore ask an instance metadata service,
+    which is bounded by its own 1 s timeout (``AWS_EC2_METADATA_DISABLED=true`` skips it).
+    Local and file:// URIs need nothing.
+    """
+    s3_uris = [uri for uri in uris if urlparse(uri).scheme == "s3"]
+    if not s3_uris:
+        return
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        # Not get_frozen_credentials(): refreshing (assume-role, SSO) would call the network.
+        credentials = boto3.Session().get_credentials()
+    except BotoCoreError as exc:
+        raise _s3_error(exc, s3_uris[0]) from None
+    if credentials is None:
+        raise StorageError(f"no AWS credentials found for {s3_uris[0]}: {CREDENTIALS_HINT}")
 
 
 def make_s3_client() -> Any:
@@ -258,11 +447,19 @@ def make_s3_client() -> Any:
     config = Config(
         s3={"addressing_style": addressing},  # type: ignore[arg-type]
         # tenacity owns retries (jittered, bounded); botocore retrying too would multiply them.
-        retries={"max_attempts": 1, "mode": "standard"},
-        connect_timeout=10,
+        # total_max_attempts counts the first try; botocore's max_attempts=1 would retry once.
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=5,
         read_timeout=60,
+        # Explicit, or botocore presigns with legacy SigV2 in us-east-1 (refused by many servers).
+        signature_version="s3v4",
     )
-    return boto3.client("s3", endpoint_url=endpoint, config=config)
+    try:
+        return boto3.client("s3", endpoint_url=endpoint, config=config)
+    except ValueError as exc:  # e.g. "Invalid endpoint: ..."
+        raise ConfigError(f"invalid S3 endpoint {endpoint!r} (AWS_ENDPOINT_URL): {exc}") from None
+    except Exception as exc:
+        _raise_mapped(exc, f"the S3 client for {endpoint or 'AWS'}")
 
 
 def open_store(uri: str) -> tuple[ObjectStore, str]:

@@ -1,9 +1,13 @@
-"""The ledger on a real DuckDB file: migrations, idempotent per-unit ingest, exact token totals."""
+"""The ledger on a real DuckDB file: migrations, idempotent atomic ingest, exact token totals."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -12,10 +16,11 @@ from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.errors import LedgerError
 from ttscale.ledger import Ledger
+from ttscale.ledger import ledger as ledger_module
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.prompts import PROFILES
 from ttscale.runner import expand_units, run_unit
-from ttscale.schemas import Question
+from ttscale.schemas import BadRow, Question
 from ttscale.strategies.config import BudgetForcingConfig, MajorityConfig
 
 QUESTIONS = [
@@ -115,3 +120,255 @@ def test_read_only_ledger(tmp_path: Path) -> None:
             ledger.query("DELETE FROM runs")
         with pytest.raises(duckdb.Error):
             ledger.con.execute("CREATE TABLE x (a INT)")
+
+
+# --- Bulk ingest of a whole run: one transaction, idempotent, readers see all of it or none. ---
+
+RUN_TABLES = ("runs", "items", "input_errors", "item_decisions", "generation_calls")
+BAD_ROWS = [
+    BadRow(object="in.jsonl", line=4, field="question", reason="missing"),
+    BadRow(object="in.jsonl", line=9, field=None, reason="not JSON"),
+]
+
+
+def _run(run_id: str = "r1") -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "fingerprint": "f" * 16,
+        "engine": "scripted",
+        "engine_kind": "scripted",
+        "seed": 0,
+        "request": {"input_uri": "in.jsonl"},
+        "versions": {"ttscale": "test"},
+        "prompts": {"profile": "plain"},
+        "flow_run_id": "flow-1",
+    }
+
+
+def _jsonl(records: list[dict]) -> bytes:
+    """A part object's bytes, as PartWriter writes them."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+
+
+def _table_counts(ledger: Ledger, run_id: str = "r1") -> dict[str, int]:
+    counts = {}
+    for table in RUN_TABLES:
+        _, rows = ledger.query(f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id])
+        counts[table] = rows[0][0]
+    return counts
+
+
+def _expected_counts(records: list[dict]) -> dict[str, int]:
+    return {
+        "runs": 1,
+        "items": len(QUESTIONS),
+        "input_errors": len(BAD_ROWS),
+        "item_decisions": len(records),
+        "generation_calls": sum(len(r["calls"]) for r in records),
+    }
+
+
+def test_ingest_run_is_whole_and_idempotent(tmp_path: Path) -> None:
+    records = _records()
+    parts: list[tuple[str, Any]] = [("part-1", _jsonl(records[:5])), ("part-2", records[5:])]
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        added = ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, parts)
+        assert added == (len(records), sum(len(r["calls"]) for r in records))
+        assert _table_counts(ledger) == _expected_counts(records)
+        _, rows = ledger.query("SELECT status, flow_run_id, started_at FROM runs")
+        assert rows == [("ingested", "flow-1", None)]
+        # Again, and again with every record in one part: nothing new, nothing doubled.
+        assert ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, parts) == (0, 0)
+        assert ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, [("p", _jsonl(records))]) == (0, 0)
+        assert _table_counts(ledger) == _expected_counts(records)
+        ledger.finish_run("r1", "completed")
+        _, rows = ledger.query("SELECT status, items, units FROM run_summary")
+        assert rows == [("completed", len(QUESTIONS), len(records))]
+
+
+def test_ingest_run_adds_only_the_missing_units(tmp_path: Path) -> None:
+    records = _records()
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, [("part-1", _jsonl(records[:7]))])
+        added = ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, [("part-1", _jsonl(records))])
+        assert added == (5, sum(len(r["calls"]) for r in records[7:]))
+        assert _table_counts(ledger) == _expected_counts(records)
+
+
+def test_unit_written_twice_in_different_parts_is_taken_once_from_the_first_part(
+    tmp_path: Path,
+) -> None:
+    records = _records()
+    zombie = [dict(r) | {"final_answer": "zombie"} for r in records[:4]]
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        added = ledger.ingest_run(
+            _run(), QUESTIONS, [], [("part-b", _jsonl(zombie)), ("part-a", _jsonl(records))]
+        )
+        assert added == (len(records), sum(len(r["calls"]) for r in records))
+        _, rows = ledger.query("SELECT count(*) FROM item_decisions WHERE final_answer = 'zombie'")
+        assert rows[0][0] == 0  # min(source): part-a's copy
+        _, rows = ledger.query(
+            "SELECT count(*) FROM (SELECT run_id, item_id, strategy, budget, sample_index, "
+            "call_index FROM generation_calls GROUP BY ALL HAVING count(*) > 1)"
+        )
+        assert rows[0][0] == 0
+
+
+def test_ingest_run_decision_totals_are_sums_of_their_calls(tmp_path: Path) -> None:
+    records = _records()
+    # A record's own say-so is never used: its totals come from its call rows.
+    lying = [dict(r) | {"completion_tokens": 10**6, "calls_count": 99} for r in records]
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        ledger.ingest_run(_run(), QUESTIONS, [], [("p", _jsonl(lying))])
+        _, rows = ledger.query(
+            "SELECT count(*) FROM item_decisions d JOIN item_spend s "
+            "USING (run_id, item_id, strategy, budget) "
+            "WHERE d.completion_tokens <> s.completion_tokens OR d.prompt_tokens <> s.prompt_tokens "
+            "OR d.thinking_tokens <> s.thinking_tokens OR d.answer_tokens <> s.answer_tokens "
+            "OR d.calls <> s.calls"
+        )
+        assert rows[0][0] == 0
+        for record in records:
+            _, rows = ledger.query(
+                "SELECT calls, prompt_tokens, completion_tokens, thinking_tokens, answer_tokens "
+                "FROM item_decisions WHERE item_id = ? AND strategy = ? AND budget = ?",
+                [record["item_id"], record["strategy"], record["budget"]],
+            )
+            calls = record["calls"]
+            assert rows[0] == (
+                len(calls),
+                *(sum(c[k] for c in calls) for k in ("prompt_tokens", "completion_tokens")),
+                *(sum(c[k] for c in calls) for k in ("thinking_tokens", "answer_tokens")),
+            )
+        # A unit that made no calls (it failed at once) has zero totals, not NULL.
+        failed = dict(records[0]) | {"item_id": "q0", "budget": 99, "calls": [], "error": "boom"}
+        assert ledger.ingest_units([("p2", [failed])]) == (1, 0)
+        _, rows = ledger.query(
+            "SELECT calls, completion_tokens FROM item_decisions WHERE budget = 99"
+        )
+        assert rows == [(0, 0)]
+
+
+def test_failed_ingest_leaves_nothing_of_the_run_and_a_rerun_lands_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = _records()
+    broken = dict(records[-1]) | {"calls": [dict(c) for c in records[-1]["calls"]]}
+    broken["calls"][-1]["thinking_tokens"] += 1  # violates completion = thinking + answer
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(staging))
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        parts = [("part-1", _jsonl(records[:6])), ("part-2", _jsonl([*records[6:-1], broken]))]
+        with pytest.raises(LedgerError, match="ingest failed"):
+            ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, parts)
+        assert _table_counts(ledger) == dict.fromkeys(RUN_TABLES, 0)
+        assert list(staging.iterdir()) == []  # the staging files are gone, also on error
+        good = [("part-1", _jsonl(records[:6])), ("part-2", _jsonl(records[6:]))]
+        assert ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, good) == (
+            len(records),
+            sum(len(r["calls"]) for r in records),
+        )
+        assert _table_counts(ledger) == _expected_counts(records)
+        assert list(staging.iterdir()) == []
+
+
+def test_failure_after_every_insert_rolls_back_the_whole_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = _records()
+    # Fail as the last statement of the transaction, after the calls and decisions are inserted.
+    monkeypatch.setattr(
+        ledger_module,
+        "_INGEST_CLEANUP_SQL",
+        (*ledger_module._INGEST_CLEANUP_SQL, "SELECT error('killed mid-ingest')"),
+    )
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        with pytest.raises(LedgerError, match="killed mid-ingest"):
+            ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, [("p", _jsonl(records))])
+        assert _table_counts(ledger) == dict.fromkeys(RUN_TABLES, 0)
+        monkeypatch.undo()
+        ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, [("p", _jsonl(records))])
+        assert _table_counts(ledger) == _expected_counts(records)
+
+
+def test_failure_reading_the_parts_writes_nothing(tmp_path: Path) -> None:
+    records = _records()
+
+    def parts() -> Iterator[tuple[str, bytes]]:
+        yield "part-1", _jsonl(records[:6])
+        raise OSError("store went away")
+
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        with pytest.raises(OSError, match="store went away"):
+            ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, parts())
+        assert _table_counts(ledger) == dict.fromkeys(RUN_TABLES, 0)
+
+
+def test_readers_see_none_of_a_run_until_it_commits(tmp_path: Path) -> None:
+    records = _records()
+    seen = []
+
+    class Spy:
+        """The ledger's connection, peeking through a second connection after the inserts."""
+
+        def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+            self.con = con
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            result = self.con.execute(sql, *args)
+            if sql.startswith("INSERT INTO item_decisions"):
+                reader = self.con.cursor()
+                seen.append(
+                    reader.execute(
+                        "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in RUN_TABLES)
+                    ).fetchone()
+                )
+                reader.close()
+            return result
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.con, name)
+
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        ledger.con = Spy(ledger.con)  # type: ignore[assignment]
+        ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, [("p", _jsonl(records))])
+        assert seen == [(0, 0, 0, 0, 0)]
+        assert _table_counts(ledger) == _expected_counts(records)
+
+
+def test_add_items_and_input_errors_are_bulk_and_idempotent(tmp_path: Path) -> None:
+    questions = [*QUESTIONS, Question(id="q0", question="A second q0", answer="0")]
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        ledger.add_items("r1", questions)
+        ledger.add_items("r1", questions)
+        ledger.add_input_errors("r1", [*BAD_ROWS, BAD_ROWS[0]])
+        ledger.add_input_errors("r1", BAD_ROWS)
+        _, rows = ledger.query("SELECT item_id, question FROM items ORDER BY item_id")
+        assert rows == [(q.id, q.question) for q in QUESTIONS]  # the first q0 is kept
+        _, rows = ledger.query("SELECT object, line, field, reason FROM input_errors ORDER BY line")
+        assert rows == [(b.object, b.line, b.field, b.reason) for b in BAD_ROWS]
+        _, rows = ledger.query("SELECT metadata_json FROM items LIMIT 1")
+        assert json.loads(rows[0][0]) == {}
+
+
+def test_a_successful_retry_supersedes_the_errored_attempt(tmp_path: Path) -> None:
+    records = _records()
+    errored = [
+        dict(r)
+        | {"final_answer": None, "correct": False, "stop_reason": "error", "error": "outage"}
+        | {"calls": r["calls"][:1], "error_retryable": True}
+        for r in records[:3]
+    ]
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        # The errored attempt's part sorts first; the retry's success still wins.
+        added = ledger.ingest_run(
+            _run(), QUESTIONS, [], [("part-0", _jsonl(errored)), ("part-1", _jsonl(records))]
+        )
+        assert added == (len(records), sum(len(r["calls"]) for r in records))
+        _, rows = ledger.query("SELECT count(*) FROM item_decisions WHERE error IS NOT NULL")
+        assert rows[0][0] == 0
+        # A unit with only errored attempts is ingested as errored (its calls still count).
+        ledger.ingest_units([("part-2", [dict(errored[0]) | {"budget": 7}])])
+        _, rows = ledger.query("SELECT stop_reason, calls FROM item_decisions WHERE budget = 7")
+        assert rows == [("error", 1)]

@@ -175,8 +175,9 @@ def create_ledger(con: duckdb.DuckDBPyConnection) -> None:
 def insert_run(con: duckdb.DuckDBPyConnection, spec: SyntheticLedgerSpec) -> None:
     """The ``runs`` row and the ``items`` rows of a synthetic run."""
     con.execute(
-        "INSERT INTO runs VALUES (?, now()::TIMESTAMP, 'synthetic', 'synthetic:planted', "
-        "'scripted', ?, ?, ?, ?)",
+        "INSERT INTO runs (run_id, created_at, fingerprint, engine, engine_kind, seed, "
+        "request_json, versions_json, prompts_json, status) VALUES (?, now()::TIMESTAMP, "
+        "'synthetic', 'synthetic:planted', 'scripted', ?, ?, ?, ?, 'completed')",
         [
             spec.run_id,
             spec.seed,

@@ -128,4 +128,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         GROUP BY ALL;
         """,
     ),
+    Migration(
+        3,
+        "add_run_lifecycle",
+        """
+        -- When a run started and finished, how it ended, and what ran it.
+        ALTER TABLE runs ADD COLUMN started_at TIMESTAMP;
+        ALTER TABLE runs ADD COLUMN finished_at TIMESTAMP;
+        ALTER TABLE runs ADD COLUMN status VARCHAR;          -- ingested | completed | failed
+        ALTER TABLE runs ADD COLUMN flow_run_id VARCHAR;
+        ALTER TABLE runs ADD COLUMN ttscale_version VARCHAR;
+        -- One line per run: what `ttscale runs` prints.
+        CREATE VIEW run_summary AS
+        SELECT r.run_id, r.status, coalesce(r.started_at, r.created_at) AS started_at,
+               r.finished_at,
+               date_diff('second', coalesce(r.started_at, r.created_at), r.finished_at)
+                   AS duration_s,
+               r.engine, r.engine_kind,
+               (SELECT count(*) FROM items i WHERE i.run_id = r.run_id) AS items,
+               (SELECT count(*) FROM item_decisions d WHERE d.run_id = r.run_id) AS units,
+               (SELECT coalesce(sum(d.prompt_tokens + d.completion_tokens), 0)
+                  FROM item_decisions d WHERE d.run_id = r.run_id) AS tokens,
+               (SELECT avg(d.correct::INTEGER) FROM item_decisions d
+                  WHERE d.run_id = r.run_id AND d.stop_reason <> 'error') AS accuracy
+        FROM runs r;
+        """,
+    ),
 )

@@ -57,7 +57,7 @@ def test_errors_are_messages_and_exit_codes(ledger: str, tmp_path: Path) -> None
         and "Traceback" not in bad_sql.output
     )
     write = runner.invoke(app, ["sql", "DELETE FROM runs", "--ledger", ledger])
-    assert write.exit_code == 7  # read-only
+    assert write.exit_code == 2 and "refused" in write.output  # read-only sandbox
     missing = runner.invoke(
         app,
         ["run", "--input", str(tmp_path / "none.jsonl"), "--ledger", str(tmp_path / "x.duckdb")],
@@ -79,3 +79,14 @@ def test_replay_command(ledger: str) -> None:
         app, ["replay", "r1", "--ledger", ledger, "--strategy", '{"kind": "majority", "n": [9]}']
     )
     assert too_many.exit_code == 2
+
+
+def test_replay_takes_specs_and_refuses_budgets_past_the_pool(ledger: str) -> None:
+    ok = runner.invoke(
+        app, ["replay", "r1", "--ledger", ledger, "--strategy", "esc:n=4,8,window=2"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.count("esc") == 2  # one row per budget, 4 and 8
+    too_big = runner.invoke(app, ["replay", "r1", "--ledger", ledger, "--strategy", "esc:n=16"])
+    assert too_big.exit_code == 2
+    assert "pool of run r1 holds 8" in too_big.output and "Traceback" not in too_big.output

@@ -29,6 +29,13 @@ class EngineRequestError(RecoverableError):
     """One generation request failed, but the engine is still alive."""
 
 
+class EngineUnreachableError(EngineRequestError):
+    """The engine could not be reached at all (connection refused, DNS, connect timeout).
+
+    Retried like any request error; when the bounded retries run out the engine counts as dead.
+    """
+
+
 class ShardRunCrashedError(RecoverableError):
     """A shard's flow run crashed or was cancelled (a lost worker); running it again resumes it."""
 
@@ -61,6 +68,21 @@ class EngineDeadError(FatalError):
     exit_code = 5
 
 
+class EngineRejectedError(FatalError):
+    """The engine refused one request for good (HTTP 4xx other than 429): a retry cannot fix it.
+
+    It fails that unit alone, recorded as not retryable; the engine serves the others.
+    """
+
+    exit_code = 5
+
+
+class UnitsFailedError(FatalError):
+    """More units errored than the request's ``fail_on_error`` allows; a re-run retries them."""
+
+    exit_code = 5
+
+
 class ModelNotPreparedError(FatalError):
     """The embedded model has not been converted yet (run ``ttscale models prepare``)."""
 
@@ -71,3 +93,11 @@ class LedgerError(FatalError):
     """The DuckDB ledger cannot be opened or migrated."""
 
     exit_code = 7
+
+
+class SqlRefusedError(ConfigError):
+    """``ttscale sql`` refused a statement.
+
+    It was not one read-only statement, or it reached past the ledger: a file, the network, an
+    extension, a setting.
+    """

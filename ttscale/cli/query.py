@@ -1,0 +1,217 @@
+"""Commands that read the ledger: sql, report, replay."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ttscale.cli.app import (
+    DEFAULT_LEDGER,
+    app,
+    check_format,
+    fail,
+    guarded,
+    print_rows,
+    runs_app,
+)
+
+
+@app.command()
+@guarded
+def sql(
+    query: Annotated[str, typer.Argument(help="One SQL statement.")],
+    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Query the ledger read-only: one SELECT-like statement, no file or network access.
+
+    SELECT/WITH, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN and reading PRAGMAs run; anything else
+    (COPY, ATTACH, SET, INSTALL, several statements, read_csv of another file...) exits 2.
+
+    Examples:
+
+      ttscale sql "SELECT strategy, budget, items, accuracy, mean_completion_tokens FROM cost_accuracy ORDER BY 1, 2"
+
+      ttscale sql "SELECT * FROM item_spend LIMIT 5" --format csv
+    """
+    from ttscale.ledger.sandbox import run_user_sql
+
+    check_format(fmt)
+    names, rows = run_user_sql(ledger, query)
+    print_rows(names, rows, fmt)
+
+
+@app.command()
+@guarded
+def report(
+    run_id: Annotated[str, typer.Argument(help="The run to report on.")],
+    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    out: Annotated[
+        str | None,
+        typer.Option(help="Output root (default: the run's own output_uri)."),
+    ] = None,
+) -> None:
+    """Regenerate a run's report from the ledger, where a batch writes it.
+
+    The report goes to OUT/runs/RUN_ID/report/report.{json,md,html}, the same layout a batch uses.
+
+    Example:
+
+      ttscale report run-1a2b3c4d5e6f --out s3://bucket/ttscale
+    """
+    from ttscale.batch import report_prefix, run_prefix
+    from ttscale.ledger import Ledger
+    from ttscale.reports.build import build_report
+    from ttscale.reports.publish import publish_report
+    from ttscale.storage import open_store
+
+    with Ledger(ledger, read_only=True) as led:
+        built = build_report(led.con, run_id)
+    root = out or built.run.request.get("output_uri") or "file://ttscale-out"
+    store, prefix = open_store(root)
+    target = report_prefix(run_prefix(prefix, run_id))
+    for kind, uri in publish_report(built, store, target).items():
+        typer.echo(f"report ({kind}): {uri}")
+
+
+RUN_COLUMNS = (
+    "run_id, status, strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started, duration_s, items, "
+    "units, tokens, round(accuracy, 4) AS accuracy"
+)
+
+
+@runs_app.callback(invoke_without_command=True)
+@guarded
+def runs(
+    ctx: typer.Context,
+    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """One line per run in the ledger: id, status, start, duration, items, tokens, accuracy.
+
+    Examples:
+
+      ttscale runs
+
+      ttscale runs show run-1a2b3c4d5e6f
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from ttscale.ledger import Ledger
+
+    check_format(fmt)
+    with Ledger(ledger, read_only=True) as led:
+        names, rows = led.query(
+            f"SELECT {RUN_COLUMNS}, engine FROM run_summary ORDER BY started_at DESC"
+        )
+    print_rows(names, [_rounded(row) for row in rows], fmt)
+
+
+@runs_app.command("show")
+@guarded
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="The run to show.")],
+    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+) -> None:
+    """One run: its summary, request, versions, and accuracy and tokens per strategy × budget."""
+    import json
+
+    from ttscale.ledger import Ledger
+
+    with Ledger(ledger, read_only=True) as led:
+        names, rows = led.query("SELECT * FROM run_summary WHERE run_id = ?", [run_id])
+        if not rows:
+            raise fail(f"no run {run_id!r} in {ledger}", 2)
+        for name, value in zip(names, _rounded(rows[0]), strict=True):
+            typer.echo(f"{name}: {'' if value is None else value}")
+        _, meta = led.query(
+            "SELECT request_json, versions_json FROM runs WHERE run_id = ?", [run_id]
+        )
+        typer.echo("request: " + json.dumps(json.loads(meta[0][0]), sort_keys=True))
+        typer.echo("versions: " + json.dumps(json.loads(meta[0][1]), sort_keys=True))
+        names, rows = led.query(
+            "SELECT dataset, language, strategy, budget, items, round(accuracy, 4) AS accuracy, "
+            "round(mean_completion_tokens, 1) AS tokens_per_item FROM cost_accuracy "
+            "WHERE run_id = ? ORDER BY ALL",
+            [run_id],
+        )
+    print_rows(names, rows, "table")
+
+
+def _rounded(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(round(v, 4) if isinstance(v, float) else v for v in row)
+
+
+@app.command("replay")
+@guarded
+def replay_command(
+    run_id: Annotated[str, typer.Argument(help="The run whose samples form the pool.")],
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="The strategy as KIND:key=value,... (as in ttscale run) or as JSON; "
+            "its budgets are replayed."
+        ),
+    ],
+    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    pool_strategy: Annotated[
+        str, typer.Option(help="Unit whose samples form the pool.")
+    ] = "majority",
+    pool_budget: Annotated[
+        int | None, typer.Option(help="That unit's N (default: its largest).")
+    ] = None,
+    order: Annotated[str, typer.Option(help="recorded or permutation.")] = "recorded",
+    seed: Annotated[int, typer.Option(help="Permutation seed.")] = 0,
+) -> None:
+    """Replay a strategy on an earlier run's samples: no engine, no new GPU time.
+
+    Example:
+
+      ttscale replay run-1a2b3c4d5e6f --strategy esc:n=4,8,window=2
+
+      ttscale replay run-1a2b3c4d5e6f --strategy '{"kind": "adaptive_consistency", "n": [8]}'
+    """
+    from collections import Counter
+
+    from pydantic import TypeAdapter
+
+    from ttscale.strategies.config import StrategyConfig
+    from ttscale.strategies.replay import SamplePool, replay
+
+    if order not in ("recorded", "permutation"):
+        raise fail(f"--order must be recorded or permutation, not {order!r}", 2)
+    adapter = TypeAdapter(StrategyConfig)
+    if strategy.lstrip().startswith("{"):
+        config = adapter.validate_json(strategy)
+    else:
+        from ttscale.cli.specs import parse_strategy
+
+        config = adapter.validate_python(parse_strategy(strategy))
+    try:
+        pool = SamplePool.from_ledger(ledger, run_id, pool_strategy, pool_budget)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    rows = []
+    for budget in config.budgets():
+        try:
+            results = replay(config, pool, budget, order, seed)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise fail(str(exc), 2) from None
+        n = len(results)
+        reasons = Counter(r.stop_reason for r in results)
+        rows.append((
+            config.kind, budget, n, round(sum(r.correct for r in results) / n, 4),
+            round(sum(r.completion_tokens for r in results) / n, 1),
+            round(sum(r.samples_used for r in results) / n, 2), dict(reasons),
+        ))  # fmt: skip
+    names = [
+        "strategy",
+        "budget",
+        "items",
+        "accuracy",
+        "tokens_per_item",
+        "samples_used",
+        "stop_reasons",
+    ]
+    print_rows(names, rows, "table")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ttscale.engines.base import Engine
-from ttscale.errors import EngineDeadError
+from ttscale.errors import ConfigError, EngineDeadError, EngineUnreachableError, FatalError
 from ttscale.grading import is_correct
 from ttscale.prompts import ModelProfile
 from ttscale.schemas import Question
@@ -53,8 +53,9 @@ async def run_unit(
 ) -> dict[str, Any]:
     """Run one strategy unit on one item; returns its result record (decision + every call).
 
-    A failure other than a dead engine fails this unit alone, with the reason recorded and the
-    calls it made before failing still counted.
+    A failure other than a dead engine or a bad configuration fails this unit alone, with the
+    reason recorded, whether a retry could fix it (``error_retryable``), and the calls it made
+    before failing still counted. A dead engine and a configuration error end the shard.
     """
     ctx = StrategyContext(
         engine=engine,
@@ -72,8 +73,11 @@ async def run_unit(
     }
     try:
         outcome = await STRATEGIES[unit.strategy](ctx, unit.config)
-    except EngineDeadError:
+    except (EngineDeadError, ConfigError):
         raise
+    except EngineUnreachableError as exc:
+        # Nothing answered (a tokenizer call, or a request past its retries): the engine is gone.
+        raise EngineDeadError(f"engine unreachable: {exc}") from exc
     except Exception as exc:  # one item's failure must not sink the batch
         record |= {
             "final_answer": None,
@@ -83,6 +87,8 @@ async def run_unit(
             "answered_language": None,
             "detail": {},
             "error": f"{type(exc).__name__}: {exc}",
+            # Transient failures and bugs are worth another try; a refused request is not.
+            "error_retryable": not isinstance(exc, FatalError),
         }
     else:
         record |= {
@@ -102,6 +108,14 @@ def unit_key(record: dict[str, Any]) -> UnitKey:
     return (record["item_id"], record["strategy"], int(record["budget"]))
 
 
+def is_settled(record: dict[str, Any]) -> bool:
+    """True when a unit needs no new attempt: it succeeded, or failed in a way no retry fixes.
+
+    Records written before ``error_retryable`` existed count as retryable.
+    """
+    return record.get("error") is None or record.get("error_retryable") is False
+
+
 class PartWriter:
     """Buffers finished unit records and flushes them as create-only part objects."""
 
@@ -115,9 +129,12 @@ class PartWriter:
         self._buffer: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
         self.parts_written: list[str] = []
+        self.unsettled = 0
+        """Records added that failed in a way a retry may fix (see ``is_settled``)."""
 
     def add(self, record: dict[str, Any]) -> None:
         self._buffer.append(record)
+        self.unsettled += not is_settled(record)
         if (
             len(self._buffer) >= self.every_units
             or time.monotonic() - self._last_flush > self.every_s

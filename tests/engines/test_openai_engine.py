@@ -21,7 +21,7 @@ import pytest
 from ttscale.engines.base import Engine, SamplingSpec
 from ttscale.engines.config import OpenAIEngineConfig
 from ttscale.engines.openai import OpenAICompatibleEngine
-from ttscale.errors import EngineRequestError
+from ttscale.errors import EngineRejectedError, EngineRequestError, EngineUnreachableError
 
 T = TypeVar("T")
 
@@ -194,18 +194,19 @@ def test_tokenizer_endpoints(served: OpenAICompatibleEngine, tiny_model_dir: Pat
 
 
 @pytest.mark.slow
-def test_server_errors_are_request_errors(
+def test_client_errors_are_rejections_not_retried(
     served: OpenAICompatibleEngine, vllm_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A 4xx from a real server would fail the same way again: a fatal rejection, not a retry."""
     too_long = served.encode("1 2 3 4 5 6 7 8 9 ") * 200
-    with pytest.raises(EngineRequestError, match="HTTP 400") as too_long_error:
+    with pytest.raises(EngineRejectedError, match="HTTP 400") as too_long_error:
         _run(served, served.generate(too_long, SamplingSpec(max_tokens=4)))
     assert "context" in str(too_long_error.value).lower() or "length" in str(too_long_error.value)
 
     monkeypatch.setenv(KEY_ENV, "sk-wrong-key-1234")
     config = OpenAIEngineConfig(base_url=vllm_server, model=SERVED_NAME, api_key_env=KEY_ENV)
     wrong_key = OpenAICompatibleEngine(config)
-    with pytest.raises(EngineRequestError, match="HTTP 401") as unauthorized:
+    with pytest.raises(EngineRejectedError, match="HTTP 401") as unauthorized:
         _run(wrong_key, wrong_key.generate([1, 2], SamplingSpec(max_tokens=2)))
     assert "sk-wrong-key-1234" not in str(unauthorized.value)
 
@@ -228,16 +229,21 @@ def _choice(index: int, token_ids: list[int] | None, **extra: Any) -> dict[str, 
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "fragment"),
+    ("status", "body", "fragment", "expected"),
     [
-        (500, {"error": {"message": "engine hiccup", "code": 500}}, "HTTP 500"),
-        (429, {"error": {"message": "queue full", "code": 429}}, "queue full"),
-        (503, "upstream down", "upstream down"),
-        (400, {"error": {"message": "max_tokens too large", "code": 400}}, "max_tokens too large"),
+        (500, {"error": {"message": "engine hiccup", "code": 500}}, "HTTP 500", EngineRequestError),
+        (429, {"error": {"message": "queue full", "code": 429}}, "queue full", EngineRequestError),
+        (503, "upstream down", "upstream down", EngineRequestError),
+        (400, {"error": {"message": "max_tokens too large"}}, "too large", EngineRejectedError),
+        (404, {"error": {"message": "no such model"}}, "no such model", EngineRejectedError),
     ],
 )
-def test_http_errors_map_to_request_errors(
-    status: int, body: Any, fragment: str, monkeypatch: pytest.MonkeyPatch
+def test_http_errors_retry_only_429_and_5xx(
+    status: int,
+    body: Any,
+    fragment: str,
+    expected: type[Exception],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(KEY_ENV, API_KEY)
 
@@ -246,18 +252,19 @@ def test_http_errors_map_to_request_errors(
         return httpx.Response(status, content=content + f" echo {API_KEY}")
 
     engine = _mock_engine(handler)
-    with pytest.raises(EngineRequestError, match=fragment) as error:
+    with pytest.raises(expected, match=fragment) as error:
         _run(engine, engine.generate([1], SamplingSpec(max_tokens=2)))
+    assert type(error.value) is expected
     assert API_KEY not in str(error.value)
 
 
-def test_connection_refused_is_a_request_error() -> None:
+def test_connection_refused_is_unreachable() -> None:
     config = OpenAIEngineConfig(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="m")
     engine = OpenAICompatibleEngine(config)
     for _ in range(2):
-        with pytest.raises(EngineRequestError, match="ConnectError"):
+        with pytest.raises(EngineUnreachableError, match="ConnectError"):
             _run(engine, engine.generate([1], SamplingSpec(max_tokens=2)))
-    with pytest.raises(EngineRequestError):
+    with pytest.raises(EngineUnreachableError):
         engine.encode("hello")
 
 

@@ -20,7 +20,12 @@ import httpx
 
 from ttscale.engines.base import Completion, FinishReason, Generation, SamplingSpec
 from ttscale.engines.config import OpenAIEngineConfig
-from ttscale.errors import ConfigError, EngineRequestError
+from ttscale.errors import (
+    ConfigError,
+    EngineRejectedError,
+    EngineRequestError,
+    EngineUnreachableError,
+)
 
 _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
 _TOKEN_ID_PREFIX = "token_id:"
@@ -228,22 +233,32 @@ class OpenAICompatibleEngine:
         try:
             response = await client.post(url, json=payload)
         except httpx.HTTPError as error:
-            raise EngineRequestError(self._transport_message(error)) from error
+            raise self._transport_error(error) from error
         return self._json(response)
 
     def _post_sync(self, path: str, payload: dict[str, Any]) -> Any:
         try:
             response = self._sync().post(f"{self._root_url}{path}", json=payload)
         except httpx.HTTPError as error:
-            raise EngineRequestError(self._transport_message(error)) from error
+            raise self._transport_error(error) from error
         return self._json(response)
+
+    def _transport_error(self, error: httpx.HTTPError) -> EngineRequestError:
+        """No connection at all is a sign of a dead server; a broken one is a failed request."""
+        unreachable = isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+        kind = EngineUnreachableError if unreachable else EngineRequestError
+        return kind(self._transport_message(error))
 
     def _json(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
-            raise EngineRequestError(
+            message = (
                 f"{self.name}: HTTP {response.status_code} from {response.request.url.path}: "
                 f"{self._redact(_server_message(response))}"
             )
+            # 429 and 5xx are transient; any other 4xx would fail the same way again.
+            if response.status_code == 429 or response.status_code >= 500:
+                raise EngineRequestError(message)
+            raise EngineRejectedError(message)
         try:
             return response.json()
         except ValueError as error:

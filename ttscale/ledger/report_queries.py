@@ -16,7 +16,8 @@ WHERE run_id = ?
 INPUT_ERROR_COUNT = "SELECT count(*) FROM input_errors WHERE run_id = ?"
 
 # Decisions joined to their spend; a decision whose calls are missing spends zero tokens rather
-# than vanishing from the accuracy denominator.
+# than vanishing from the accuracy denominator. Errored units are not answers, right or wrong:
+# they are left out here and counted on their own (ERRORED_UNITS).
 _DECISION_SPEND = """
 SELECT i.dataset, i.language, d.strategy, d.budget, d.item_id, d.correct, d.stop_reason,
        coalesce(s.calls, 0)             AS calls,
@@ -28,8 +29,10 @@ SELECT i.dataset, i.language, d.strategy, d.budget, d.item_id, d.correct, d.stop
 FROM item_decisions d
 JOIN items i USING (run_id, item_id)
 LEFT JOIN item_spend s USING (run_id, item_id, strategy, budget)
-WHERE d.run_id = ?
+WHERE d.run_id = ? AND d.stop_reason <> 'error'
 """
+
+ERRORED_UNITS = "SELECT count(*) FROM item_decisions WHERE run_id = ? AND stop_reason = 'error'"
 
 # The per-group summary both the all-slices and the per-slice tables report.
 _SUMMARY_COLUMNS = """

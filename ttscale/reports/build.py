@@ -72,6 +72,7 @@ def build_report(
     for data, (report, boot) in zip(slices, built, strict=True):
         _add_frontier_and_recommendations(data, boot, report, settings, lambda_per_1k)
     (error_count,) = _one(con, q.INPUT_ERROR_COUNT, run_id)
+    (errored_units,) = _one(con, q.ERRORED_UNITS, run_id)
     return Report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         run=run,
@@ -87,6 +88,7 @@ def build_report(
         lambda_per_1k_tokens=lambda_per_1k,
         slices=slice_reports,
         input_errors=int(error_count),
+        errored_units=int(errored_units),
     )
 
 

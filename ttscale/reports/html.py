@@ -323,6 +323,7 @@ def render_html(report: Report) -> str:
         "completion tokens": report.totals.completion_tokens,
         "prompt tokens": report.totals.prompt_tokens,
         "input errors": report.input_errors,
+        "errored units (left out of every figure)": report.errored_units,
         "bootstrap": f"{report.settings.bootstrap_resamples} paired resamples, "
         f"seed {report.settings.seed}",
     }

@@ -172,6 +172,7 @@ def render_markdown(report: Report) -> str:
         f"completion tokens: {report.totals.completion_tokens}; "
         f"prompt tokens: {report.totals.prompt_tokens}",
         f"- input errors: {report.input_errors}",
+        f"- errored units (left out of every figure): {report.errored_units}",
         f"- bootstrap: {report.settings.bootstrap_resamples} paired resamples over items, "
         f"seed {report.settings.seed}; τ = {report.settings.tau:g} pts/1k tok; "
         f"λ = {report.lambda_per_1k_tokens:.3g} pts/1k tok",

@@ -161,3 +161,5 @@ class Report(BaseModel):
     """λ actually used by the utility rule."""
     slices: list[SliceReport] = []
     input_errors: int = 0
+    errored_units: int = 0
+    """Units whose strategy failed (stop_reason 'error'): excluded from every curve and summary."""

@@ -20,7 +20,7 @@ from tenacity import (
 )
 
 from ttscale.engines.base import Completion, Engine, SamplingSpec
-from ttscale.errors import EngineRequestError
+from ttscale.errors import EngineDeadError, EngineRequestError, EngineUnreachableError
 from ttscale.prompts import ModelProfile
 
 if TYPE_CHECKING:
@@ -149,14 +149,20 @@ class StrategyContext:
             logprobs=spec.logprobs,
         )
         started = time.perf_counter()
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(EngineRequestError),
-            stop=stop_after_attempt(ENGINE_RETRY_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=0.05, max=2.0),
-            reraise=True,
-        ):
-            with attempt:
-                generation = await self.engine.generate(prompt_ids, spec)
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(EngineRequestError),
+                stop=stop_after_attempt(ENGINE_RETRY_ATTEMPTS),
+                wait=wait_random_exponential(multiplier=0.05, max=2.0),
+                reraise=True,
+            ):
+                with attempt:
+                    generation = await self.engine.generate(prompt_ids, spec)
+        except EngineUnreachableError as error:
+            # Nobody answered through every retry: the engine is gone, not this request.
+            raise EngineDeadError(
+                f"engine unreachable after {ENGINE_RETRY_ATTEMPTS} attempts: {error}"
+            ) from error
         completion = generation.completions[0]
         thinking, answer = self.split_tokens(completion, phase)
         self.calls.append(

@@ -192,7 +192,8 @@ class PoolSampler:
         for index in indices:
             if index >= len(self.order):
                 raise PoolExhaustedError(
-                    f"item {self.item.item_id}: draw {index} but the pool holds {len(self.order)}"
+                    f"item {self.item.item_id}: the strategy asked for sample {index + 1} but the "
+                    f"pool holds {len(self.order)}: replay budgets up to the pool's size"
                 )
             stored = self.item.samples[self.order[index]]
             sample = Sample(
@@ -269,7 +270,16 @@ async def replay_item(
 def replay(
     config: Any, pool: SamplePool, budget: int, order: Order = "recorded", seed: int = 0
 ) -> list[ReplayResult]:
-    """Replay ``config``'s strategy with ``budget`` on every pool item (one event loop)."""
+    """Replay ``config``'s strategy with ``budget`` on every pool item (one event loop).
+
+    A sample-count budget larger than the smallest item pool is refused up front.
+    """
+    smallest = min((len(item.samples) for item in pool.items), default=0)
+    if "n" in type(config).model_fields and budget > smallest:
+        raise PoolExhaustedError(
+            f"budget {budget} needs up to {budget} samples per item, but the pool of run "
+            f"{pool.run_id} holds {smallest}: replay budgets up to {smallest}"
+        )
 
     async def run_all() -> list[ReplayResult]:
         return [await replay_item(config, item, budget, order, seed) for item in pool.items]

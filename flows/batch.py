@@ -6,19 +6,47 @@ recoverable errors are retried.
 
 from __future__ import annotations
 
+import os
+import re
+import threading
+import time
 from typing import Any, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from ttscale import batch
-from ttscale.errors import ConfigError, FatalError, RecoverableError, ShardRunCrashedError
-from ttscale.progress import ShardProgress
-from ttscale.reports.model import Report
+from ttscale.errors import (
+    ConfigError,
+    FatalError,
+    RecoverableError,
+    ShardRunCrashedError,
+    UnitsFailedError,
+)
+from ttscale.progress import ShardProgress, add_listener, remove_listener
+from ttscale.reports.headline import (
+    CUTOFF_HEADER,
+    RESULTS_HEADER,
+    cutoff_rows,
+    markdown_table,
+    results_rows,
+)
+from ttscale.reports.markdown import render_markdown
 from ttscale.schemas import BatchRequest
+from ttscale.storage import browser_link
+
+REPORT_LINK_EXPIRES_S = int(os.environ.get("TTSCALE_REPORT_LINK_EXPIRES_S", str(7 * 24 * 3600)))
+"""How long the report's presigned S3 link stays valid (S3 allows at most 7 days)."""
 
 
 def _recoverable(task: Any, task_run: Any, state: Any) -> bool:
@@ -73,43 +101,133 @@ def run_shard_deployment(request: BatchRequest, shard_prefix: str) -> str:
 
 @task(name="ingest", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
 def ingest(request: BatchRequest, plan: batch.BatchPlan) -> batch.IngestSummary:
-    return batch.ingest(request, plan)
+    from prefect.runtime import flow_run
+
+    return batch.ingest(request, plan, flow_run_id=flow_run.id)
 
 
 @task(name="report", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
-def report(request: BatchRequest, plan: batch.BatchPlan) -> dict[str, str]:
+def report(request: BatchRequest, plan: batch.BatchPlan) -> batch.PublishedReport:
     return batch.publish_report(request, plan)
+
+
+def _run_name() -> str:
+    """Name each flow run after its ttscale run id, so the UI and the ledger agree."""
+    from prefect.runtime import flow_run
+
+    request = flow_run.parameters.get("request")
+    if not isinstance(request, BatchRequest):
+        request = BatchRequest.model_validate(request)
+    return request.resolved_run_id()
+
+
+def _tag_run(request: BatchRequest) -> None:
+    """Tag this flow run with its model and strategies (filterable in the UI)."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    from ttscale.engines import model_name
+
+    tags = {f"model:{model_name(request.engine)}"[:100], f"engine:{request.engine.kind}"}
+    tags |= {f"strategy:{kind}" for kind in sorted({u.strategy for u in expand_units(request)})}
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(flow_run.id, tags=sorted(set(flow_run.tags) | tags))
+    except Exception as exc:  # tags help people find runs; their absence must not fail one
+        get_run_logger().warning("could not tag the flow run: %s", exc)
+
+
+def expand_units(request: BatchRequest) -> list[Any]:
+    from ttscale.runner import expand_units as expand
+
+    return expand(request.strategies.configs())
+
+
+class _ProgressArtifact:
+    """A Prefect progress artifact (units done of total) whose description carries the tokens.
+
+    Updated at most every ``every_s`` seconds: the UI polls, and each update is an API call.
+    """
+
+    def __init__(self, run_id: str, total_units: int, every_s: float = 5.0) -> None:
+        self.total = max(total_units, 1)
+        self.every_s = every_s
+        self.units = self.tokens = 0
+        self._last = 0.0
+        self._lock = threading.Lock()
+        # Called from a sync flow, so it returns the id (its type also admits a coroutine).
+        self.artifact_id = cast(
+            UUID,
+            create_progress_artifact(
+                0.0, key=artifact_key("progress", run_id), description=self._description()
+            ),
+        )
+
+    def _description(self) -> str:
+        return f"{self.units:,} of {self.total:,} units · {self.tokens:,} completion tokens"
+
+    def __call__(self, units: int, tokens: int) -> None:
+        with self._lock:
+            self.units += units
+            self.tokens += tokens
+            now = time.monotonic()
+            if now - self._last < self.every_s and self.units < self.total:
+                return
+            self._last = now
+            self.flush()
+
+    def flush(self) -> None:
+        update_progress_artifact(
+            self.artifact_id, 100.0 * min(self.units, self.total) / self.total, self._description()
+        )
+
+
+def artifact_key(kind: str, run_id: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]", "-", f"{kind}-{run_id}".lower())
 
 
 # Each remote shard run is awaited by one thread; workers and the GPU limit cap the real work.
 @flow(
     name="ttscale-batch",
+    flow_run_name=_run_name,
     log_prints=True,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=64)),
 )
 def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
     """Run one batch of questions through every strategy and budget, then publish its report."""
     logger = get_run_logger()
+    _tag_run(request)
     plan = plan_batch(request)
     logger.info(
         "run %s: %d items in %d shards, %d bad rows (%s)",
         plan.run_id, plan.items, len(plan.shard_prefixes), plan.bad_rows, plan.errors_uri,
     )  # fmt: skip
+    units_per_item = len(expand_units(request))
+    progress = _ProgressArtifact(plan.run_id, plan.items * units_per_item)
     if request.shard_deployment:
         futures = [run_shard_deployment.submit(request, p) for p in plan.shard_prefixes]
-        for shard_prefix, future in zip(plan.shard_prefixes, futures, strict=True):
+        shards = zip(plan.shard_prefixes, plan.shard_items, futures, strict=True)
+        for shard_prefix, items, future in shards:
             logger.info("%s: done in flow run %s", shard_prefix, future.result())
+            progress(items * units_per_item, 0)
     else:
         # One after another in this process: each shard already fills the engine's batch.
-        for shard_prefix in plan.shard_prefixes:
-            summary = run_shard(request, shard_prefix)
-            logger.info(
-                "%s: %d units run, %d resumed",
-                shard_prefix, summary.units_run, summary.units_skipped,
-            )  # fmt: skip
+        add_listener(progress)
+        try:
+            for shard_prefix in plan.shard_prefixes:
+                summary = run_shard(request, shard_prefix)
+                logger.info(
+                    "%s: %d units run, %d resumed",
+                    shard_prefix, summary.units_run, summary.units_skipped,
+                )  # fmt: skip
+        finally:
+            remove_listener(progress)
+    progress.flush()
+    _check_unit_failures(request, plan, plan.items * units_per_item)
     ingested = ingest(request, plan)
-    uris = report(request, plan)
-    _publish_artifacts(plan, ingested, uris)
+    published = report(request, plan)
+    _publish_artifacts(plan, published)
     return {
         "run_id": plan.run_id,
         "items": plan.items,
@@ -119,25 +237,53 @@ def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
         "units_added": ingested.units_added,
         "calls_added": ingested.calls_added,
         "totals": ingested.totals,
-        "report": uris,
+        "report": published.uris,
+        "results": results_rows(published.report),
+        "cutoffs": cutoff_rows(published.report),
     }
 
 
-def _publish_artifacts(
-    plan: batch.BatchPlan, ingested: batch.IngestSummary, uris: dict[str, str]
-) -> None:
-    from ttscale.storage import open_object
+def _check_unit_failures(request: BatchRequest, plan: batch.BatchPlan, total_units: int) -> None:
+    """Fail the run when more units errored than ``fail_on_error`` allows (nothing is ingested).
 
-    store, key = open_object(uris["markdown"])
+    Below the threshold the run goes on; its errored units are reported apart from the answers,
+    and their shards stay unfinished, so running the same batch again retries them.
+    """
+    errored = batch.unsettled_units(request, plan)
+    if errored and errored > request.fail_on_error * total_units:
+        raise UnitsFailedError(
+            f"{errored} of {total_units} units failed ({errored / max(total_units, 1):.0%}, "
+            f"fail_on_error allows {request.fail_on_error:.0%}); their attempts are kept under "
+            f"{plan.output_prefix}/shards: run the same batch again to retry them"
+        )
+    if errored:
+        get_run_logger().warning(
+            "%d of %d units failed; reported apart, retried by a re-run", errored, total_units
+        )
+
+
+def _publish_artifacts(plan: batch.BatchPlan, published: batch.PublishedReport) -> None:
+    """The report as a Markdown artifact (headline tables inline), and the cutoffs as a table."""
+    report, uris = published.report, published.uris
+    link = browser_link(uris["html"], REPORT_LINK_EXPIRES_S) if "html" in uris else None
+    where = (
+        f"[Open the HTML report]({link}) (link valid {REPORT_LINK_EXPIRES_S // 3600} h)"
+        if link
+        else f"Full report: `{uris.get('html', uris['markdown'])}` (Markdown below)"
+    )
+    headline = "\n\n".join([
+        f"# ttscale run {plan.run_id}",
+        f"{plan.items} items, {plan.bad_rows} bad rows. {where}",
+        "## Results\n\n" + markdown_table(RESULTS_HEADER, results_rows(report)),
+        "## Recommended cutoffs\n\n" + markdown_table(CUTOFF_HEADER, cutoff_rows(report)),
+    ])  # fmt: skip
     create_markdown_artifact(
-        key=f"report-{plan.run_id}".lower().replace("_", "-"),
-        markdown=store.read_bytes(key).decode(),
+        key=artifact_key("report", plan.run_id),
+        markdown=headline + "\n\n---\n\n" + render_markdown(report),
         description=f"ttscale report for {plan.run_id}",
     )
-    json_store, json_key = open_object(uris["json"])
-    report = Report.model_validate_json(json_store.read_bytes(json_key))
     create_table_artifact(
-        key=f"recommendations-{plan.run_id}".lower().replace("_", "-"),
+        key=artifact_key("recommendations", plan.run_id),
         table=[
             {
                 "dataset": s.dataset,
@@ -155,11 +301,9 @@ def _publish_artifacts(
         ],
         description=f"Recommended budget cutoffs per slice, run {plan.run_id}",
     )
-    if "html" in uris:
+    if link:
         create_link_artifact(
-            key=f"report-html-{plan.run_id}".lower().replace("_", "-"),
-            link=uris["html"],
-            link_text="HTML report",
+            key=artifact_key("report-html", plan.run_id), link=link, link_text="HTML report"
         )
 
 

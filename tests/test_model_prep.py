@@ -17,6 +17,7 @@ from ttscale.model_prep import (
     build_tiny_model,
     embedded_gguf_path,
     prepare_embedded_model,
+    resolve_model,
     resolve_model_path,
 )
 
@@ -45,10 +46,22 @@ def test_unknown_embedded_name(ttscale_home: Path) -> None:
         resolve_model_path("embedded:llama-70b")
 
 
-@pytest.mark.parametrize("name", ["HuggingFaceTB/SmolLM2-135M-Instruct", "/no/such/folder"])
-def test_hub_names_and_missing_folders_are_refused(name: str) -> None:
-    with pytest.raises(ModelNotPreparedError, match="never downloads"):
-        resolve_model_path(name)
+@pytest.mark.parametrize("name", ["/no/such/folder", "./missing-model", "not a model"])
+def test_missing_folders_are_refused(name: str) -> None:
+    with pytest.raises(ModelNotPreparedError, match="not a local model folder"):
+        resolve_model(name)
+
+
+def test_hub_ids_pass_through_to_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert resolve_model("Qwen/Qwen2.5-Math-7B-Instruct") == "Qwen/Qwen2.5-Math-7B-Instruct"
+
+
+def test_hub_ids_offline_must_be_cached(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotPreparedError, match="not in the Hugging Face cache"):
+        resolve_model("Qwen/Qwen2.5-Math-7B-Instruct")
 
 
 def test_local_folder_resolves(tmp_path: Path) -> None:

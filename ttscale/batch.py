@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ttscale.engines import model_name
 from ttscale.engines.base import Engine
@@ -29,12 +30,16 @@ from ttscale.runner import (
     PartWriter,
     ProgressFn,
     expand_units,
+    is_settled,
     read_parts,
     run_shard_units,
     unit_key,
 )
 from ttscale.schemas import BadRow, BatchRequest, Question
 from ttscale.storage import ObjectStore, join_key, open_store
+
+if TYPE_CHECKING:
+    from ttscale.reports.model import Report
 
 
 @dataclass
@@ -47,6 +52,9 @@ class BatchPlan:
     shard_prefixes: list[str]
     errors_uri: str
     output_prefix: str
+    shard_items: list[int] = field(default_factory=list)
+    """Items in each shard, in the order of ``shard_prefixes``."""
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -55,6 +63,8 @@ class ShardSummary:
     units_run: int
     units_skipped: int
     skipped_whole: bool = False
+    units_errored: int = 0
+    """Units of this attempt that failed in a way a retry may fix; the shard stays unfinished."""
 
 
 @dataclass
@@ -65,8 +75,9 @@ class IngestSummary:
     totals: dict[str, Any] = field(default_factory=dict)
 
 
-def _run_prefix(request: BatchRequest, store_prefix: str) -> str:
-    return join_key(store_prefix, "runs", request.resolved_run_id())
+def run_prefix(store_prefix: str, run_id: str) -> str:
+    """Where a run's objects live under an output store's prefix: ``runs/<run_id>``."""
+    return join_key(store_prefix, "runs", run_id)
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -95,7 +106,7 @@ def plan_batch(request: BatchRequest) -> BatchPlan:
     batch = load_batch(request.input_uri)
     questions = batch.questions[: request.max_items] if request.max_items else batch.questions
     store, base = open_store(request.output_uri)
-    prefix = _run_prefix(request, base)
+    prefix = run_prefix(base, request.resolved_run_id())
     store.write_bytes(
         join_key(prefix, "request.json"),
         request.model_dump_json(indent=2).encode(),
@@ -107,7 +118,7 @@ def plan_batch(request: BatchRequest) -> BatchPlan:
         _jsonl([b.model_dump() for b in batch.bad_rows]),
         content_type="application/x-ndjson",
     )
-    shard_prefixes = []
+    shard_prefixes, shard_items = [], []
     for index, start in enumerate(range(0, len(questions), request.shard_size)):
         shard_prefix = join_key(prefix, "shards", f"{index:05d}")
         rows = [q.model_dump() for q in questions[start : start + request.shard_size]]
@@ -115,6 +126,7 @@ def plan_batch(request: BatchRequest) -> BatchPlan:
             store, join_key(shard_prefix, "input.jsonl"), _jsonl(rows), "application/x-ndjson"
         )
         shard_prefixes.append(shard_prefix)
+        shard_items.append(len(rows))
     return BatchPlan(
         run_id=request.resolved_run_id(),
         items=len(questions),
@@ -122,6 +134,8 @@ def plan_batch(request: BatchRequest) -> BatchPlan:
         shard_prefixes=shard_prefixes,
         errors_uri=store.uri(errors_key),
         output_prefix=prefix,
+        shard_items=shard_items,
+        started_at=datetime.now(UTC),
     )
 
 
@@ -134,11 +148,27 @@ def run_shard(
     """
     store, _ = open_store(request.output_uri)
     done_key = join_key(shard_prefix, "done.json")
+    units = expand_units(request.strategies.configs())
     if store.exists(done_key):
+        if progress:
+            progress(len(_shard_questions(store, shard_prefix)) * len(units), 0)
         return ShardSummary(shard_prefix, 0, 0, skipped_whole=True)
     questions = _shard_questions(store, shard_prefix)
-    finished = {unit_key(r) for _, records in read_parts(store, shard_prefix) for r in records}
-    units = expand_units(request.strategies)
+    # Errored units that a retry may fix are not finished: this attempt runs them again.
+    finished = {
+        unit_key(r)
+        for _, records in read_parts(store, shard_prefix)
+        for r in records
+        if is_settled(r)
+    }
+    if progress:
+        # Resumed units count as done, so a resumed run's progress starts where it stopped.
+        resumed, report_progress = len(finished), progress
+        report_progress(resumed, 0)
+
+        def progress(units: int, tokens: int) -> None:
+            report_progress(resumed + units, tokens)
+
     profile = resolve_profile(request.engine.profile, model_name(request.engine))
     writer = PartWriter(store, shard_prefix)
 
@@ -157,6 +187,9 @@ def run_shard(
         return ran, {"engine": engine.name, "versions": engine.versions()}
 
     ran, engine_info = engine_host().run(request.engine, work)
+    if writer.unsettled:
+        # No done.json: the next attempt (a re-run of the batch) retries the errored units.
+        return ShardSummary(shard_prefix, ran, len(finished), units_errored=writer.unsettled)
     manifest = engine_info | {
         "engine_kind": request.engine.kind,
         "profile": profile.as_dict(),
@@ -173,35 +206,62 @@ def run_shard(
     return ShardSummary(shard_prefix, ran, len(finished))
 
 
-def ingest(request: BatchRequest, plan: BatchPlan) -> IngestSummary:
-    """Add the run, its items, bad rows and every shard's units to the ledger (idempotent)."""
+def unsettled_units(request: BatchRequest, plan: BatchPlan) -> int:
+    """Units of the run that still need an attempt: errored, and not completed by a later one.
+
+    Only shards without ``done.json`` can hold such units, so finished shards are not read.
+    """
+    store, _ = open_store(request.output_uri)
+    unsettled = 0
+    for shard_prefix in plan.shard_prefixes:
+        if store.exists(join_key(shard_prefix, "done.json")):
+            continue
+        by_unit: dict[tuple[str, str, int], bool] = {}
+        for _, records in read_parts(store, shard_prefix):
+            for record in records:
+                key = unit_key(record)
+                by_unit[key] = by_unit.get(key, False) or is_settled(record)
+        unsettled += sum(not settled for settled in by_unit.values())
+    return unsettled
+
+
+def ingest(request: BatchRequest, plan: BatchPlan, flow_run_id: str | None = None) -> IngestSummary:
+    """Add the run, its items, bad rows and every shard's units to the ledger.
+
+    All of it in one transaction, so readers see the whole run or none of it, and idempotent: a
+    re-run adds only what is missing. Part objects go to the ledger as the JSONL bytes they are.
+    """
     store, _ = open_store(request.output_uri)
     questions: list[Question] = []
     manifest: dict[str, Any] | None = None
-    parts = []
     for shard_prefix in plan.shard_prefixes:
         questions += _shard_questions(store, shard_prefix)
         done_key = join_key(shard_prefix, "done.json")
         if manifest is None and store.exists(done_key):
             manifest = json.loads(store.read_bytes(done_key))
-        parts += read_parts(store, shard_prefix)
     errors = store.read_bytes(join_key(plan.output_prefix, "errors.jsonl")).decode().splitlines()
     bad_rows = [BadRow.model_validate_json(line) for line in errors if line.strip()]
     manifest = manifest or {"engine": request.engine.kind, "versions": {}, "profile": {}}
+    # Read lazily: the ledger stages each part as it comes, so they are never all in memory.
+    parts = (
+        (key, store.read_bytes(key))
+        for shard_prefix in plan.shard_prefixes
+        for key in store.list(join_key(shard_prefix, "part-"))
+    )
+    run = {
+        "run_id": plan.run_id,
+        "fingerprint": request.fingerprint(),
+        "engine": manifest["engine"],
+        "engine_kind": request.engine.kind,
+        "seed": request.seed,
+        "request": request.model_dump(mode="json"),
+        "versions": manifest["versions"],
+        "prompts": manifest["profile"],
+        "started_at": plan.started_at,
+        "flow_run_id": flow_run_id,
+    }
     with Ledger(request.ledger_path) as ledger:
-        ledger.record_run(
-            run_id=plan.run_id,
-            fingerprint=request.fingerprint(),
-            engine=manifest["engine"],
-            engine_kind=request.engine.kind,
-            seed=request.seed,
-            request=request.model_dump(mode="json"),
-            versions=manifest["versions"],
-            prompts=manifest["profile"],
-        )
-        ledger.add_items(plan.run_id, questions)
-        ledger.add_input_errors(plan.run_id, bad_rows)
-        units, calls = ledger.ingest_units(parts)
+        units, calls = ledger.ingest_run(run, questions, bad_rows, parts)
         names, rows = ledger.query(
             "SELECT count(*) AS units, coalesce(sum(completion_tokens), 0) AS completion_tokens, "
             "coalesce(sum(prompt_tokens), 0) AS prompt_tokens FROM item_decisions WHERE run_id = ?",
@@ -215,7 +275,15 @@ def ingest(request: BatchRequest, plan: BatchPlan) -> IngestSummary:
     )
 
 
-def publish_report(request: BatchRequest, plan: BatchPlan) -> dict[str, str]:
+@dataclass
+class PublishedReport:
+    """The report as built, and the URIs of its renderings keyed by format."""
+
+    report: Report
+    uris: dict[str, str]
+
+
+def publish_report(request: BatchRequest, plan: BatchPlan) -> PublishedReport:
     """Build the run's report from the ledger and write it next to the run's objects."""
     from ttscale.reports.build import build_report
     from ttscale.reports.publish import publish_report as publish
@@ -223,4 +291,12 @@ def publish_report(request: BatchRequest, plan: BatchPlan) -> dict[str, str]:
     with Ledger(request.ledger_path) as ledger:
         report = build_report(ledger.con, plan.run_id)
     store, _ = open_store(request.output_uri)
-    return publish(report, store, join_key(plan.output_prefix, "report"))
+    published = PublishedReport(report, publish(report, store, report_prefix(plan.output_prefix)))
+    with Ledger(request.ledger_path) as ledger:
+        ledger.finish_run(plan.run_id, "completed")
+    return published
+
+
+def report_prefix(run_prefix: str) -> str:
+    """Where a run's report renderings live: ``runs/<run_id>/report``."""
+    return join_key(run_prefix, "report")

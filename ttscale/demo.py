@@ -25,27 +25,33 @@ def demo_request() -> BatchRequest:
     )
 
 
-def main() -> None:
-    from ttscale.cli import print_summary, run_with_progress
+def main(request: BatchRequest | None = None) -> None:
+    """Run the demo batch (or ``request``) the way ``ttscale run`` does, then show what to try."""
+    from ttscale.cli.app import guarded, settings
+    from ttscale.cli.run import execute, print_results
 
     started = time.monotonic()
-    request = demo_request()
-    result = run_with_progress(request)
-    print()
-    print_summary(result)
-    ledger = request.ledger_path
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s. Try:\n")
-    print(
-        f'  .venv/bin/ttscale sql --ledger {ledger} "SELECT strategy, budget, count(*) AS items, '
-        "round(avg(correct::INT), 3) AS accuracy, round(avg(completion_tokens)) AS tokens_per_item "
-        'FROM item_decisions GROUP BY ALL ORDER BY strategy, budget"'
-    )
-    print(
-        f'  .venv/bin/ttscale sql --ledger {ledger} "SELECT item_id, strategy, budget, '
-        "final_answer, correct, stop_reason, completion_tokens FROM item_decisions "
-        "WHERE strategy = 'budget_forcing' ORDER BY item_id, budget LIMIT 12\""
+    request = request or demo_request()
+    result = guarded(execute)(request)
+    print_results(result)
+    out = settings.out_console()
+    out.print(f"log: {result['log']}" if "log" in result else "", highlight=False, soft_wrap=True)
+    run_id, ledger = result["run_id"], request.ledger_path
+    out.print(
+        f"\ndemo finished in {time.monotonic() - started:.0f} s. Try:\n"
+        f"  .venv/bin/ttscale runs --ledger {ledger}\n"
+        f'  .venv/bin/ttscale sql --ledger {ledger} "SELECT strategy, budget, items, '
+        "round(accuracy, 3) AS accuracy, round(mean_completion_tokens) AS tokens_per_item "
+        f"FROM cost_accuracy WHERE run_id = '{run_id}' ORDER BY strategy, budget\"",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
 if __name__ == "__main__":
-    main()
+    import typer
+
+    try:
+        main()
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None

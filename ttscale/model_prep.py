@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -104,6 +105,38 @@ def prepare_embedded_model(cache_dir: Path | None = None, force: bool = False) -
     return target
 
 
+HF_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+"""A Hugging Face model id, ``org/name`` (what vLLM accepts in place of a folder)."""
+
+
+def resolve_model(model: str) -> str:
+    """What vLLM should load for ``model``: a local folder, or a Hugging Face model id.
+
+    The embedded model must be prepared and a local folder must hold a ``config.json``. A Hugging
+    Face id (``org/name``) is passed on: vLLM fetches it as usual (``HF_HOME``, ``HF_TOKEN``,
+    ``HF_HUB_OFFLINE``). An id that is also an existing local path is the local folder.
+    """
+    if model.startswith("embedded:"):
+        return str(resolve_model_path(model))
+    folder = Path(model).expanduser()
+    if folder.exists() or not HF_MODEL_ID.match(model):
+        return str(resolve_model_path(model))
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        _require_cached(model)
+    return model
+
+
+def _require_cached(model_id: str) -> None:
+    """Offline, a hub id works only if its files are in the local cache: say so up front."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        raise ModelNotPreparedError(
+            f"Model {model_id!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
+            "download it once with network access, or give a local folder."
+        )
+
+
 def resolve_model_path(model: str) -> Path:
     """The local folder for ``model``: the prepared embedded model or an existing folder."""
     if model == EMBEDDED_MODEL:
@@ -121,8 +154,8 @@ def resolve_model_path(model: str) -> Path:
     folder = Path(model).expanduser()
     if not (folder / "config.json").is_file():
         raise ModelNotPreparedError(
-            f"Model {model!r} is not a local model folder (no config.json there). ttscale "
-            f"never downloads models: give a local HF folder or {EMBEDDED_MODEL!r}."
+            f"Model {model!r} is not a local model folder (no config.json there) nor a Hugging "
+            f"Face id (org/name). Give a local HF folder, an id, or {EMBEDDED_MODEL!r}."
         )
     return folder.resolve()
 

@@ -6,7 +6,6 @@ import asyncio
 import math
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,13 +191,13 @@ class _FailingLLM(_DeadLLM):
     ("llm", "expected"), [(_DeadLLM(), EngineDeadError), (_FailingLLM(), EngineRequestError)]
 )
 def test_vllm_errors_map_to_ours(llm: Any, expected: type[Exception]) -> None:
-    engine = VLLMEngine(llm, tokenizer=None, model_path=Path("/m"), versions={})
+    engine = VLLMEngine(llm, tokenizer=None, model="/m", versions={})
     with pytest.raises(expected):
         asyncio.run(engine.generate([1, 2, 3], SamplingSpec(max_tokens=2)))
 
 
 def test_closed_engine_is_dead() -> None:
-    engine = VLLMEngine(_FailingLLM(), tokenizer=None, model_path=Path("/m"), versions={})
+    engine = VLLMEngine(_FailingLLM(), tokenizer=None, model="/m", versions={})
     asyncio.run(engine.close())
     with pytest.raises(EngineDeadError):
         asyncio.run(engine.generate([1], SamplingSpec(max_tokens=2)))

@@ -19,9 +19,9 @@ from ttscale.engines.config import (
 
 async def _create_vllm(config: Any) -> Engine:
     from ttscale.engines.vllm import VLLMEngine
-    from ttscale.model_prep import resolve_model_path
+    from ttscale.model_prep import resolve_model
 
-    return await VLLMEngine.create(config, resolve_model_path(config.model))
+    return await VLLMEngine.create(config, resolve_model(config.model))
 
 
 async def _create_openai(config: Any) -> Engine:

@@ -39,21 +39,19 @@ def _set_cpu_env(config: VLLMEngineConfig) -> None:
 class VLLMEngine:
     """An ``Engine`` over vLLM's ``AsyncLLM``. Build it with ``await VLLMEngine.create(...)``."""
 
-    def __init__(
-        self, llm: Any, tokenizer: Any, model_path: Path, versions: dict[str, str]
-    ) -> None:
+    def __init__(self, llm: Any, tokenizer: Any, model: str, versions: dict[str, str]) -> None:
         self._llm: Any | None = llm
         self._tokenizer = tokenizer
-        self._model_path = model_path
+        self._model = model
         self._versions = versions
         self._request_ids = itertools.count()
         # Request ids must be unique within the engine; the tag keeps them unique in logs too.
         self._run_tag = uuid.uuid4().hex[:8]
-        self.name = f"vllm:{model_path}"
+        self.name = f"vllm:{model}"
 
     @classmethod
-    async def create(cls, config: VLLMEngineConfig, model_path: Path) -> VLLMEngine:
-        """Start an engine for the local model folder ``model_path``."""
+    async def create(cls, config: VLLMEngineConfig, model: str | Path) -> VLLMEngine:
+        """Start an engine for ``model``: a local model folder or a Hugging Face model id."""
         _set_cpu_env(config)
         import torch
         import vllm
@@ -63,7 +61,7 @@ class VLLMEngine:
 
         device = "cpu" if current_platform.is_cpu() else str(current_platform.device_type)
         args = AsyncEngineArgs(
-            model=str(model_path),
+            model=str(model),
             dtype=config.dtype,  # type: ignore[arg-type]
             max_model_len=config.max_model_len,
             max_num_seqs=config.max_num_seqs,
@@ -74,19 +72,21 @@ class VLLMEngine:
             # The model runs inside the engine-core process: no extra worker process to start.
             distributed_executor_backend="uni" if config.tensor_parallel_size == 1 else None,
             disable_log_stats=True,
+            revision=config.revision,
+            **config.engine_args,
         )
         llm = AsyncLLM.from_engine_args(args)
         versions = {
             "engine": "vllm",
             "vllm": str(vllm.__version__),
             "torch": str(torch.__version__),
-            "model_path": str(model_path),
+            "model_path": str(model),
             "dtype": str(llm.model_config.dtype).removeprefix("torch."),
             "device": device,
             "max_model_len": str(llm.model_config.max_model_len),
             "enforce_eager": str(config.enforce_eager),
         }
-        engine = cls(llm, llm.get_tokenizer(), Path(model_path), versions)
+        engine = cls(llm, llm.get_tokenizer(), str(model), versions)
         # vLLM keeps a reference to this frame (captured during a lazy import); without the
         # del, its local would keep AsyncLLM alive past close() until interpreter teardown.
         del llm

@@ -1,0 +1,16 @@
+"""The ``ttscale`` command: thin wrappers over the library that map errors to exit codes.
+
+Each module registers its commands on ``app``; importing this package registers them all.
+"""
+
+from __future__ import annotations
+
+from ttscale.cli import data, query, run, service
+from ttscale.cli.app import app
+
+__all__ = ["app", "main"]
+_COMMANDS = (data, query, run, service)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,72 @@
+"""Quiet by default: while a run works, library output (vLLM, Prefect, transformers) goes to a log.
+
+The redirect is at the file-descriptor level, so it also catches what C extensions and child
+processes write; ttscale's own progress and results go to a copy of the real terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import unquote, urlparse
+
+from ttscale.cli.app import settings
+
+
+def log_path_for(request: Any) -> Path:
+    """``<output>/runs/<run_id>/run.log`` for local outputs; ``$TTSCALE_HOME/logs/`` otherwise."""
+    from ttscale.model_prep import ttscale_home
+
+    parsed = urlparse(request.output_uri)
+    run_id = request.resolved_run_id()
+    if parsed.scheme in ("", "file"):
+        local = unquote(parsed.netloc + parsed.path) if parsed.scheme else request.output_uri
+        return Path(local).expanduser() / "runs" / run_id / "run.log"
+    return ttscale_home() / "logs" / f"{run_id}.log"
+
+
+def _has_fds() -> bool:
+    try:
+        sys.stdout.fileno()
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False  # e.g. Typer's test runner, which swaps in in-memory streams
+    return True
+
+
+@contextlib.contextmanager
+def terminal_output(log_path: Path | None) -> Iterator[None]:
+    """Send fds 1 and 2 to ``log_path`` (appending) while ttscale keeps printing to the terminal.
+
+    With ``log_path=None`` (``--verbose``) nothing is redirected.
+    """
+    if log_path is None or not _has_fds():
+        yield
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal: list[TextIO] = [
+        os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace") for fd in saved
+    ]
+    with log_path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        settings.terminal = (terminal[0], terminal[1])
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            settings.terminal = None
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for stream in terminal:
+                stream.close()
+            for fd in saved:
+                os.close(fd)

@@ -18,8 +18,8 @@ from ttscale.strategies.config import (
     BudgetForcingConfig,
     MajorityConfig,
     SelfCertaintyScorerConfig,
-    StrategySet,
 )
+from ttscale.strategies.strategy_set import StrategySet
 
 LIST_FORM: list[dict[str, Any]] = [
     {"kind": "majority", "n": [1, 3]},

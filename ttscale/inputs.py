@@ -14,7 +14,6 @@ import json
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -22,7 +21,7 @@ from pydantic import ValidationError
 
 from ttscale.errors import InputError
 from ttscale.schemas import BadRow, Question
-from ttscale.storage import ObjectStore, StorageNotFoundError, open_store
+from ttscale.storage import ObjectStore, StorageNotFoundError, local_path, open_store
 
 INPUT_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -173,7 +172,7 @@ def load_batch(input_uri: str, *, require_questions: bool = True) -> LoadedBatch
     parsed = urlparse(input_uri)
     if parsed.scheme not in ("s3",):
         # Local: the store root is the file's directory (or the directory itself).
-        local = Path(parsed.netloc + parsed.path) if parsed.scheme == "file" else Path(input_uri)
+        local = local_path(input_uri)
         if not local.exists():
             raise InputError(f"no such input: {input_uri}")
         store, key = open_store(str(local.parent if local.is_file() else local))

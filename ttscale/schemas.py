@@ -19,7 +19,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from ttscale.engines.config import EngineConfig, VLLMEngineConfig
-from ttscale.strategies.config import StrategySet
+from ttscale.strategies.strategy_set import StrategySet
 
 
 class Question(BaseModel):

@@ -14,7 +14,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.httpsession import URLLib3Session
 from service_helpers import UNITS_PER_ITEM, ledger_totals, question_lines, scripted_request
 
-import ttscale.storage
+import ttscale.storage.s3
 from flows.batch import ttscale_batch
 
 ITEMS = 24
@@ -85,14 +85,14 @@ def test_batch_completes_through_s3_and_engine_faults(
     )  # fmt: skip
 
     faults = S3Faults(FAULT_RATE)
-    make_client = ttscale.storage.make_s3_client
+    make_client = ttscale.storage.s3.make_s3_client
 
     def faulty_client() -> Any:
         client = make_client()
         client.meta.events.register("before-send.s3.*", faults)
         return client
 
-    monkeypatch.setattr(ttscale.storage, "make_s3_client", faulty_client)
+    monkeypatch.setattr(ttscale.storage.s3, "make_s3_client", faulty_client)
     faulty_ledger = tmp_path / "faulty.duckdb"
     faulty = ttscale_batch(
         scripted_request(

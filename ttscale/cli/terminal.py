@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from ttscale.cli.app import settings
 
@@ -20,12 +20,11 @@ from ttscale.cli.app import settings
 def log_path_for(request: Any) -> Path:
     """``<output>/runs/<run_id>/run.log`` for local outputs; ``$TTSCALE_HOME/logs/`` otherwise."""
     from ttscale.model_prep import ttscale_home
+    from ttscale.storage import local_path
 
-    parsed = urlparse(request.output_uri)
     run_id = request.resolved_run_id()
-    if parsed.scheme in ("", "file"):
-        local = unquote(parsed.netloc + parsed.path) if parsed.scheme else request.output_uri
-        return Path(local).expanduser() / "runs" / run_id / "run.log"
+    if urlparse(request.output_uri).scheme in ("", "file"):
+        return local_path(request.output_uri).expanduser() / "runs" / run_id / "run.log"
     return ttscale_home() / "logs" / f"{run_id}.log"
 
 

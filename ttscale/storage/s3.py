@@ -1,201 +1,26 @@
-"""Object storage: one interface over ``s3://bucket/key`` (boto3) and local paths / ``file://``.
+"""S3 and S3-compatible object storage through boto3.
 
 S3 endpoint, region and credentials come from the standard AWS chain (``AWS_ENDPOINT_URL``,
 ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``...). ``TTSCALE_S3_ADDRESSING=path`` (the default whenever an
 endpoint URL is set) selects path-style addressing for S3-compatible servers.
 """
 
-from __future__ import annotations
-
-import functools
 import os
-import secrets
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn
 from urllib.parse import urlparse, urlsplit
-
-from tenacity import (
-    retry,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from ttscale.errors import (
     ConfigError,
     ObjectExistsError,
-    RecoverableError,
     StorageError,
     TransientStorageError,
 )
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-MAX_PRESIGN_S = 7 * 24 * 3600
-"""The longest a SigV4 presigned URL may live (7 days)."""
-
-
-def retry_attempts() -> int:
-    """``TTSCALE_RETRY_ATTEMPTS`` (default 6), read at each call so it can be changed at runtime."""
-    raw = os.environ.get("TTSCALE_RETRY_ATTEMPTS", "6")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"TTSCALE_RETRY_ATTEMPTS must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"TTSCALE_RETRY_ATTEMPTS must be at least 1, got {value}")
-    return value
-
-
-def _stop(retry_state: Any) -> bool:
-    return bool(stop_after_attempt(retry_attempts())(retry_state))
-
-
-retry_transient = retry(
-    retry=retry_if_exception_type(RecoverableError),
-    stop=_stop,
-    wait=wait_random_exponential(multiplier=0.05, max=2.0),
-    reraise=True,
+from ttscale.storage.base import (
+    MAX_PRESIGN_S,
+    EndpointUnreachableError,
+    StorageNotFoundError,
+    _retry_s3,
 )
-"""Bounded, jittered retries of recoverable errors only."""
-
-
-class StorageNotFoundError(StorageError):
-    """The bucket, or the object, does not exist (an input loader turns this into InputError)."""
-
-
-class EndpointUnreachableError(TransientStorageError):
-    """The S3 endpoint could not be connected to; fatal (StorageError) once retries run out."""
-
-
-def _retry_s3(fn: F) -> F:
-    """``retry_transient``, then an endpoint still unreachable becomes a fatal StorageError."""
-    retried = retry_transient(fn)
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return retried(*args, **kwargs)
-        except EndpointUnreachableError as exc:
-            raise StorageError(f"{exc} (gave up after {retry_attempts()} attempts)") from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-class ObjectStore(Protocol):
-    """Keys are relative to the store's root (a bucket or a directory) and use '/'."""
-
-    def read_bytes(self, key: str) -> bytes: ...
-
-    def write_bytes(
-        self, key: str, data: bytes, *, content_type: str | None = None, create_only: bool = False
-    ) -> None:
-        """Write ``data``; with ``create_only`` raise ``ObjectExistsError`` if the key exists."""
-        ...
-
-    def list(self, prefix: str) -> list[str]:
-        """Keys under ``prefix``, sorted."""
-        ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def uri(self, key: str) -> str:
-        """The full URI of ``key`` (never with credentials)."""
-        ...
-
-
-def join_key(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
-
-
-def _create_temp(directory: Path) -> tuple[int, str]:
-    """A new, empty temporary file in ``directory`` opened for writing: (fd, path).
-
-    Created with mode 0666 minus the umask, like ``open()`` would (``tempfile.mkstemp`` makes
-    0600 files, which other users and containers then cannot read).
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = str(directory / f".tmp-{secrets.token_hex(8)}")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise StorageError(f"cannot create a temporary file in {directory}")  # pragma: no cover
-
-
-class LocalStore:
-    """A directory as an object store. Writes are atomic (temp file, then link or rename)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
-            raise ConfigError(f"key {key!r} escapes the store root {self.root}")
-        return path
-
-    def read_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise StorageNotFoundError(f"no object {self.uri(key)}") from None
-        except OSError as exc:
-            raise StorageError(f"cannot read {self.uri(key)}: {exc.strerror or exc}") from None
-
-    def write_bytes(
-        self, key: str, data: bytes, *, content_type: str | None = None, create_only: bool = False
-    ) -> None:
-        path = self._path(key)
-        try:
-            self._write(path, data, create_only=create_only)
-        except ObjectExistsError:
-            raise ObjectExistsError(f"object exists: {self.uri(key)}") from None
-        except OSError as exc:
-            raise StorageError(f"cannot write {self.uri(key)}: {exc.strerror or exc}") from None
-
-    @staticmethod
-    def _write(path: Path, data: bytes, *, create_only: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temp(path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            if create_only:
-                # link() fails if the target exists: an atomic create-only write.
-                try:
-                    os.link(tmp, path)
-                except FileExistsError:
-                    raise ObjectExistsError(str(path)) from None
-            else:
-                os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-    def list(self, prefix: str) -> list[str]:
-        base = self.root.resolve()
-        start = self._path(prefix) if prefix else base
-        # A prefix may end inside a name ('runs/r1/part-'), so walk its directory.
-        walk_root = start if start.is_dir() else start.parent
-        if not walk_root.exists():
-            return []
-        keys = []
-        for path in walk_root.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                key = path.relative_to(base).as_posix()
-                if key.startswith(prefix.lstrip("/")):
-                    keys.append(key)
-        return sorted(keys)
-
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
-    def uri(self, key: str) -> str:
-        return (self.root / key).resolve().as_uri()
-
 
 _TRANSIENT_CODES = {
     "InternalError",
@@ -403,15 +228,21 @@ def browser_link(uri: str, expires_s: int) -> str | None:
     network call). Local paths and ``file://`` URIs → None: browsers do not follow file:// links
     from web pages, so print the path instead.
     """
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3":
+    if not uri.startswith("s3://"):
         return None
-    if not parsed.netloc:
-        raise ConfigError(f"no bucket in {uri!r}")
-    key = parsed.path.lstrip("/")
+    bucket, key = split_s3_uri(uri)
     if not key:
         raise ConfigError(f"no object key in {uri!r}")
-    return S3Store(parsed.netloc).presigned_url(key, expires_s)
+    return S3Store(bucket).presigned_url(key, expires_s)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → (bucket, key). Keys are taken as written, like the AWS CLI does:
+    ``#``, ``?`` and ``%`` are part of the key, not a fragment, a query or an escape."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ConfigError(f"no bucket in {uri!r}")
+    return bucket, key.lstrip("/")
 
 
 def check_credentials(*uris: str) -> None:
@@ -460,31 +291,3 @@ def make_s3_client() -> Any:
         raise ConfigError(f"invalid S3 endpoint {endpoint!r} (AWS_ENDPOINT_URL): {exc}") from None
     except Exception as exc:
         _raise_mapped(exc, f"the S3 client for {endpoint or 'AWS'}")
-
-
-def open_store(uri: str) -> tuple[ObjectStore, str]:
-    """The store holding ``uri`` and the key (or prefix) inside it.
-
-    ``s3://bucket/a/b`` → (S3Store(bucket), "a/b"); ``file:///x/y`` or ``x/y`` → (LocalStore, "").
-    A local URI's whole path is the store root, so keys are relative to it.
-    """
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        if not parsed.netloc:
-            raise ConfigError(f"no bucket in {uri!r}")
-        return S3Store(parsed.netloc), parsed.path.lstrip("/")
-    if parsed.scheme == "file":
-        path = Path(parsed.netloc + parsed.path) if parsed.netloc else Path(parsed.path)
-        return LocalStore(path), ""
-    if parsed.scheme and len(parsed.scheme) > 1:
-        raise ConfigError(f"unsupported storage scheme {parsed.scheme!r} in {uri!r}")
-    return LocalStore(Path(uri)), ""
-
-
-def open_object(uri: str) -> tuple[ObjectStore, str]:
-    """Like ``open_store`` but for one object: a local file's parent is the store root."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        return open_store(uri)
-    path = Path(parsed.netloc + parsed.path) if parsed.scheme == "file" else Path(uri)
-    return LocalStore(path.parent), path.name

@@ -1,0 +1,98 @@
+"""What every object store shares: the protocol, key joining, and bounded jittered retries."""
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from ttscale.errors import (
+    ConfigError,
+    RecoverableError,
+    StorageError,
+    TransientStorageError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_PRESIGN_S = 7 * 24 * 3600
+"""The longest a SigV4 presigned URL may live (7 days)."""
+
+
+def retry_attempts() -> int:
+    """``TTSCALE_RETRY_ATTEMPTS`` (default 6), read at each call so it can be changed at runtime."""
+    raw = os.environ.get("TTSCALE_RETRY_ATTEMPTS", "6")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"TTSCALE_RETRY_ATTEMPTS must be an integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"TTSCALE_RETRY_ATTEMPTS must be at least 1, got {value}")
+    return value
+
+
+def _stop(retry_state: Any) -> bool:
+    return bool(stop_after_attempt(retry_attempts())(retry_state))
+
+
+retry_transient = retry(
+    retry=retry_if_exception_type(RecoverableError),
+    stop=_stop,
+    wait=wait_random_exponential(multiplier=0.05, max=2.0),
+    reraise=True,
+)
+"""Bounded, jittered retries of recoverable errors only."""
+
+
+class StorageNotFoundError(StorageError):
+    """The bucket, or the object, does not exist (an input loader turns this into InputError)."""
+
+
+class EndpointUnreachableError(TransientStorageError):
+    """The S3 endpoint could not be connected to; fatal (StorageError) once retries run out."""
+
+
+def _retry_s3(fn: F) -> F:
+    """``retry_transient``, then an endpoint still unreachable becomes a fatal StorageError."""
+    retried = retry_transient(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return retried(*args, **kwargs)
+        except EndpointUnreachableError as exc:
+            raise StorageError(f"{exc} (gave up after {retry_attempts()} attempts)") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class ObjectStore(Protocol):
+    """Keys are relative to the store's root (a bucket or a directory) and use '/'."""
+
+    def read_bytes(self, key: str) -> bytes: ...
+
+    def write_bytes(
+        self, key: str, data: bytes, *, content_type: str | None = None, create_only: bool = False
+    ) -> None:
+        """Write ``data``; with ``create_only`` raise ``ObjectExistsError`` if the key exists."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix``, sorted."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def uri(self, key: str) -> str:
+        """The full URI of ``key`` (never with credentials)."""
+        ...
+
+
+def join_key(*parts: str) -> str:
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))

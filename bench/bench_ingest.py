@@ -30,7 +30,7 @@ import duckdb
 
 from ttscale.batch import BatchPlan, ingest
 from ttscale.ledger import Ledger
-from ttscale.ledger.ledger import CALL_FIELDS, UNIT_FIELDS
+from ttscale.ledger.staging import CALL_FIELDS, UNIT_FIELDS
 from ttscale.schemas import BatchRequest
 
 # (strategy, budget, calls): 1, 4 and 8 samples; thinking + answer, thinking + extension + answer.

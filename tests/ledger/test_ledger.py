@@ -280,8 +280,8 @@ def test_failure_after_every_insert_rolls_back_the_whole_run(
     # Fail as the last statement of the transaction, after the calls and decisions are inserted.
     monkeypatch.setattr(
         ledger_module,
-        "_INGEST_CLEANUP_SQL",
-        (*ledger_module._INGEST_CLEANUP_SQL, "SELECT error('killed mid-ingest')"),
+        "INGEST_CLEANUP_SQL",
+        (*ledger_module.INGEST_CLEANUP_SQL, "SELECT error('killed mid-ingest')"),
     )
     with Ledger(tmp_path / "ledger.duckdb") as ledger:
         with pytest.raises(LedgerError, match="killed mid-ingest"):

@@ -8,15 +8,13 @@ than once is taken once: a successful attempt over the errored ones it supersede
 in the part first by name (a zombie worker's duplicate). Decision token totals are summed in SQL
 from the unit's own call rows, so they cannot disagree.
 
-The records are not parsed or re-encoded row by row in Python: every part's JSONL lines are
-copied, each wrapped with its part's name, into one temporary NDJSON file that DuckDB reads in a
-single ``read_json`` scan; items and bad rows likewise (one small NDJSON file each).
+The staging files and the SQL that reads them are in ``staging.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -27,195 +25,20 @@ import duckdb
 
 from ttscale.errors import LedgerError
 from ttscale.ledger.migrations import MIGRATIONS
+from ttscale.ledger.staging import (
+    INGEST_CLEANUP_SQL,
+    INGEST_COUNTS_SQL,
+    INGEST_UNITS_SQL,
+    INPUT_ERRORS_SQL,
+    ITEMS_SQL,
+    RUN_SQL,
+    Part,
+    run_params,
+    write_bad_rows,
+    write_items,
+    write_units,
+)
 from ttscale.schemas import BadRow, Question
-
-Part = tuple[str, bytes | Sequence[dict[str, Any]]]
-"""A shard part ``(source, content)``: its object key and its JSONL bytes or parsed records."""
-
-_KEY = ("run_id", "item_id", "strategy", "budget")
-# The fields of one call in a unit record's ``calls``, as generation_calls stores them.
-CALL_FIELDS = {
-    "sample_index": "INTEGER", "call_index": "INTEGER", "phase": "VARCHAR",
-    "prompt_tokens": "INTEGER", "completion_tokens": "INTEGER", "thinking_tokens": "INTEGER",
-    "answer_tokens": "INTEGER", "finish_reason": "VARCHAR", "stop_reason": "VARCHAR",
-    "latency_s": "DOUBLE", "used": "BOOLEAN", "seed": "BIGINT", "cumulative_logprob": "DOUBLE",
-    "score": "DOUBLE", "extracted_answer": "VARCHAR", "completion_text": "VARCHAR",
-}  # fmt: skip
-# The fields of a unit record (runner.run_unit) other than its calls. Unknown keys are ignored.
-UNIT_FIELDS = {
-    "run_id": "VARCHAR", "item_id": "VARCHAR", "strategy": "VARCHAR", "budget": "INTEGER",
-    "final_answer": "VARCHAR", "correct": "BOOLEAN", "stop_reason": "VARCHAR",
-    "samples_used": "INTEGER", "answered_language": "VARCHAR", "detail": "JSON",
-    "error": "VARCHAR",
-}  # fmt: skip
-_TOKENS = ("prompt_tokens", "completion_tokens", "thinking_tokens", "answer_tokens")
-
-
-def _struct(fields: dict[str, str]) -> str:
-    return "STRUCT(" + ", ".join(f"{name} {kind}" for name, kind in fields.items()) + ")"
-
-
-def _columns(fields: dict[str, str]) -> str:
-    """A ``read_json`` columns literal; every line is read with these, and only these, keys."""
-    return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in fields.items()) + "}"
-
-
-_UNIT_STRUCT = _struct(UNIT_FIELDS | {"calls": _struct(CALL_FIELDS) + "[]"})
-_KEY_COLS = ", ".join(_KEY)
-_KEY_MATCH = " AND ".join(f"d.{k} = u.{k}" for k in _KEY)
-_CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
-
-# Each statement runs on its own, in order, inside the ingest's transaction; ? is the NDJSON file
-# of wrapped unit records, one {"source": <part key>, "unit": <record>} a line. The records are
-# staged once, nested as written; only the chosen units' row ids are copied after that.
-_INGEST_UNITS_SQL: tuple[str, ...] = (
-    f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
-    SELECT source, unnest(unit)
-    FROM read_json(?, format='newline_delimited',
-                   columns={_columns({"source": "VARCHAR", "unit": _UNIT_STRUCT})})""",
-    # A unit the ledger holds as errored is replaced when a retry of it succeeded: the ledger's
-    # decision is the unit's outcome (the errored attempt stays in its part object).
-    f"""CREATE OR REPLACE TEMP TABLE ingest_healed AS
-    SELECT DISTINCT {", ".join(f"u.{k}" for k in _KEY)} FROM ingest_units u
-    JOIN item_decisions d ON {_KEY_MATCH}
-    WHERE d.stop_reason = 'error' AND u.error IS NULL""",
-    f"""DELETE FROM generation_calls c USING ingest_healed h
-    WHERE {" AND ".join(f"c.{k} = h.{k}" for k in _KEY)}""",
-    f"""DELETE FROM item_decisions d USING ingest_healed h
-    WHERE {" AND ".join(f"d.{k} = h.{k}" for k in _KEY)}""",
-    # One record per unit, and none for a unit already in the ledger. A unit may have several:
-    # a retry after an errored attempt (the success wins) or a zombie worker's second copy (the
-    # part first by name wins).
-    f"""CREATE OR REPLACE TEMP TABLE ingest_chosen AS
-    SELECT arg_min(u.rowid, (u.error IS NOT NULL, u.source)) AS uid FROM ingest_units u
-    WHERE NOT EXISTS (SELECT 1 FROM item_decisions d WHERE {_KEY_MATCH})
-    GROUP BY {_KEY_COLS}""",
-    f"""INSERT INTO generation_calls ({_CALL_COLS})
-    SELECT {_KEY_COLS}, unnest(calls, recursive := true)
-    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)""",
-    # Decision totals are sums over the unit's own call rows, never the record's say-so.
-    f"""INSERT INTO item_decisions
-    SELECT run_id, item_id, strategy, budget, final_answer, correct, stop_reason, samples_used,
-           coalesce(len(calls), 0),
-           {", ".join(f"coalesce(list_sum([c.{t} FOR c IN calls]), 0)" for t in _TOKENS)},
-           answered_language, coalesce(detail, '{{}}'), error
-    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)""",
-)
-_INGEST_COUNTS_SQL = """SELECT count(*), coalesce(sum(len(calls)), 0)
-    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)"""
-_INGEST_CLEANUP_SQL = (
-    "DROP TABLE IF EXISTS ingest_units",
-    "DROP TABLE IF EXISTS ingest_chosen",
-    "DROP TABLE IF EXISTS ingest_healed",
-)
-
-_ITEM_FIELDS = {
-    "ord": "BIGINT", "item_id": "VARCHAR", "dataset": "VARCHAR", "language": "VARCHAR",
-    "question": "VARCHAR", "gold": "VARCHAR", "metadata_json": "VARCHAR",
-}  # fmt: skip
-# An item id given twice in one call keeps its first row, as one-by-one inserts did.
-_ITEMS_SQL = f"""INSERT OR IGNORE INTO items
-    SELECT ?, item_id, dataset, language, question, gold, metadata_json::JSON
-    FROM read_json(?, format='newline_delimited', columns={_columns(_ITEM_FIELDS)})
-    QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ord) = 1"""
-
-_BAD_ROW_FIELDS = {
-    "ord": "BIGINT", "object": "VARCHAR", "line": "INTEGER", "field": "VARCHAR",
-    "reason": "VARCHAR",
-}  # fmt: skip
-_INPUT_ERRORS_SQL = f"""INSERT OR IGNORE INTO input_errors
-    SELECT ?, object, line, field, reason
-    FROM read_json(?, format='newline_delimited', columns={_columns(_BAD_ROW_FIELDS)})
-    QUALIFY row_number() OVER (PARTITION BY object, line ORDER BY ord) = 1"""
-
-_RUN_SQL = (
-    "INSERT OR IGNORE INTO runs (run_id, created_at, fingerprint, engine, engine_kind, "
-    "seed, request_json, versions_json, prompts_json, started_at, status, flow_run_id, "
-    "ttscale_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ingested', ?, ?)"
-)
-
-
-def _write_units(path: Path, parts: Iterable[Part]) -> int:
-    """Write every part's unit records as one NDJSON file of ``{"source", "unit"}`` lines.
-
-    JSONL bytes are copied line by line, never parsed; parsed records are encoded once each.
-    Returns how many records were written.
-    """
-    written = 0
-    with path.open("wb") as out:
-        for source, content in parts:
-            head = b'{"source":' + json.dumps(source).encode() + b',"unit":'
-            if isinstance(content, bytes):
-                lines = [line for line in content.splitlines() if line.strip()]
-            else:
-                lines = [json.dumps(r, ensure_ascii=False).encode() for r in content]
-            out.write(b"".join(head + line + b"}\n" for line in lines))
-            written += len(lines)
-    return written
-
-
-def _write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
-
-def _run_params(
-    *,
-    run_id: str,
-    fingerprint: str,
-    engine: str,
-    engine_kind: str,
-    seed: int,
-    request: dict[str, Any],
-    versions: dict[str, Any],
-    prompts: dict[str, Any],
-    started_at: datetime | None = None,
-    flow_run_id: str | None = None,
-) -> list[Any]:
-    from importlib.metadata import version
-
-    return [
-        run_id,
-        datetime.now(UTC),
-        fingerprint,
-        engine,
-        engine_kind,
-        seed,
-        json.dumps(request),
-        json.dumps(versions),
-        json.dumps(prompts),
-        started_at,
-        flow_run_id,
-        version("ttscale"),
-    ]
-
-
-def _write_items(path: Path, questions: Sequence[Question]) -> None:
-    _write_ndjson(
-        path,
-        (
-            {
-                "ord": i,
-                "item_id": q.id,
-                "dataset": q.dataset,
-                "language": q.language,
-                "question": q.question,
-                "gold": q.answer,
-                "metadata_json": json.dumps(q.metadata),
-            }
-            for i, q in enumerate(questions)
-        ),
-    )
-
-
-def _write_bad_rows(path: Path, bad_rows: Sequence[BadRow]) -> None:
-    _write_ndjson(
-        path,
-        (
-            {"ord": i, "object": b.object, "line": b.line, "field": b.field, "reason": b.reason}
-            for i, b in enumerate(bad_rows)
-        ),
-    )
 
 
 class Ledger:
@@ -308,8 +131,8 @@ class Ledger:
     ) -> None:
         """Add the run's row once (status ``ingested``); a resumed run keeps its first row."""
         self.con.execute(
-            _RUN_SQL,
-            _run_params(
+            RUN_SQL,
+            run_params(
                 run_id=run_id,
                 fingerprint=fingerprint,
                 engine=engine,
@@ -375,38 +198,38 @@ class Ledger:
         questions: Sequence[Question] = (),
         bad_rows: Sequence[BadRow] = (),
     ) -> tuple[int, int]:
-        with tempfile.TemporaryDirectory(prefix="ttscale-ingest-") as tmp_dir:
+        with tempfile.TemporaryDirectory(prefix=f"ttscale-ingest-{os.getpid()}-") as tmp_dir:
             tmp = Path(tmp_dir)
             # Stage everything first (reading the parts may be slow), then one short transaction.
             units_path, items_path, bad_path = tmp / "units.jsonl", tmp / "items.jsonl", tmp / "bad"
-            units = _write_units(units_path, parts)
+            units = write_units(units_path, parts)
             if questions:
-                _write_items(items_path, questions)
+                write_items(items_path, questions)
             if bad_rows:
-                _write_bad_rows(bad_path, bad_rows)
+                write_bad_rows(bad_path, bad_rows)
             # Row order does not matter to any of it: let the scans and inserts run in parallel
             # without keeping it (and keep it again for this connection's other queries).
             self.con.execute("SET preserve_insertion_order = false")
             try:
                 with self._transaction("ingest"):
                     if run is not None:
-                        self.con.execute(_RUN_SQL, _run_params(**run))
+                        self.con.execute(RUN_SQL, run_params(**run))
                     if questions:
-                        self.con.execute(_ITEMS_SQL, [run_id, str(items_path)])
+                        self.con.execute(ITEMS_SQL, [run_id, str(items_path)])
                     if bad_rows:
-                        self.con.execute(_INPUT_ERRORS_SQL, [run_id, str(bad_path)])
+                        self.con.execute(INPUT_ERRORS_SQL, [run_id, str(bad_path)])
                     return self._ingest_units_file(units_path) if units else (0, 0)
             finally:
                 self.con.execute("RESET preserve_insertion_order")
 
     def _ingest_units_file(self, units_path: Path) -> tuple[int, int]:
         """Inside the ingest's transaction: add the staged units; returns (units, calls) added."""
-        self.con.execute(_INGEST_UNITS_SQL[0], [str(units_path)])
-        for statement in _INGEST_UNITS_SQL[1:]:
+        self.con.execute(INGEST_UNITS_SQL[0], [str(units_path)])
+        for statement in INGEST_UNITS_SQL[1:]:
             self.con.execute(statement)
-        row = self.con.execute(_INGEST_COUNTS_SQL).fetchone()
+        row = self.con.execute(INGEST_COUNTS_SQL).fetchone()
         assert row is not None
-        for statement in _INGEST_CLEANUP_SQL:
+        for statement in INGEST_CLEANUP_SQL:
             self.con.execute(statement)
         return int(row[0]), int(row[1])
 

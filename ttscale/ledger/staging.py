@@ -1,0 +1,205 @@
+"""How an ingest is staged: the NDJSON files a run's records are copied into, and the SQL
+that reads them in one scan each. ``Ledger`` runs these inside one transaction.
+
+The records are not parsed or re-encoded row by row in Python: every part's JSONL lines are
+copied, each wrapped with its part's name, into one temporary NDJSON file that DuckDB reads in a
+single ``read_json`` scan; items and bad rows likewise (one small NDJSON file each).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ttscale.schemas import BadRow, Question
+
+Part = tuple[str, bytes | Sequence[dict[str, Any]]]
+"""A shard part ``(source, content)``: its object key and its JSONL bytes or parsed records."""
+
+_KEY = ("run_id", "item_id", "strategy", "budget")
+# The fields of one call in a unit record's ``calls``, as generation_calls stores them.
+CALL_FIELDS = {
+    "sample_index": "INTEGER", "call_index": "INTEGER", "phase": "VARCHAR",
+    "prompt_tokens": "INTEGER", "completion_tokens": "INTEGER", "thinking_tokens": "INTEGER",
+    "answer_tokens": "INTEGER", "finish_reason": "VARCHAR", "stop_reason": "VARCHAR",
+    "latency_s": "DOUBLE", "used": "BOOLEAN", "seed": "BIGINT", "cumulative_logprob": "DOUBLE",
+    "score": "DOUBLE", "extracted_answer": "VARCHAR", "completion_text": "VARCHAR",
+}  # fmt: skip
+# The fields of a unit record (runner.run_unit) other than its calls. Unknown keys are ignored.
+UNIT_FIELDS = {
+    "run_id": "VARCHAR", "item_id": "VARCHAR", "strategy": "VARCHAR", "budget": "INTEGER",
+    "final_answer": "VARCHAR", "correct": "BOOLEAN", "stop_reason": "VARCHAR",
+    "samples_used": "INTEGER", "answered_language": "VARCHAR", "detail": "JSON",
+    "error": "VARCHAR",
+}  # fmt: skip
+_TOKENS = ("prompt_tokens", "completion_tokens", "thinking_tokens", "answer_tokens")
+
+
+def _struct(fields: dict[str, str]) -> str:
+    return "STRUCT(" + ", ".join(f"{name} {kind}" for name, kind in fields.items()) + ")"
+
+
+def _columns(fields: dict[str, str]) -> str:
+    """A ``read_json`` columns literal; every line is read with these, and only these, keys."""
+    return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in fields.items()) + "}"
+
+
+_UNIT_STRUCT = _struct(UNIT_FIELDS | {"calls": _struct(CALL_FIELDS) + "[]"})
+_KEY_COLS = ", ".join(_KEY)
+_KEY_MATCH = " AND ".join(f"d.{k} = u.{k}" for k in _KEY)
+_CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
+
+# Each statement runs on its own, in order, inside the ingest's transaction; ? is the NDJSON file
+# of wrapped unit records, one {"source": <part key>, "unit": <record>} a line. The records are
+# staged once, nested as written; only the chosen units' row ids are copied after that.
+INGEST_UNITS_SQL: tuple[str, ...] = (
+    f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
+    SELECT source, unnest(unit)
+    FROM read_json(?, format='newline_delimited',
+                   columns={_columns({"source": "VARCHAR", "unit": _UNIT_STRUCT})})""",
+    # A unit the ledger holds as errored is replaced when a retry of it succeeded: the ledger's
+    # decision is the unit's outcome (the errored attempt stays in its part object).
+    f"""CREATE OR REPLACE TEMP TABLE ingest_healed AS
+    SELECT DISTINCT {", ".join(f"u.{k}" for k in _KEY)} FROM ingest_units u
+    JOIN item_decisions d ON {_KEY_MATCH}
+    WHERE d.stop_reason = 'error' AND u.error IS NULL""",
+    f"""DELETE FROM generation_calls c USING ingest_healed h
+    WHERE {" AND ".join(f"c.{k} = h.{k}" for k in _KEY)}""",
+    f"""DELETE FROM item_decisions d USING ingest_healed h
+    WHERE {" AND ".join(f"d.{k} = h.{k}" for k in _KEY)}""",
+    # One record per unit, and none for a unit already in the ledger. A unit may have several:
+    # a retry after an errored attempt (the success wins) or a zombie worker's second copy (the
+    # part first by name wins).
+    f"""CREATE OR REPLACE TEMP TABLE ingest_chosen AS
+    SELECT arg_min(u.rowid, (u.error IS NOT NULL, u.source)) AS uid FROM ingest_units u
+    WHERE NOT EXISTS (SELECT 1 FROM item_decisions d WHERE {_KEY_MATCH})
+    GROUP BY {_KEY_COLS}""",
+    f"""INSERT INTO generation_calls ({_CALL_COLS})
+    SELECT {_KEY_COLS}, unnest(calls, recursive := true)
+    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)""",
+    # Decision totals are sums over the unit's own call rows, never the record's say-so.
+    f"""INSERT INTO item_decisions
+    SELECT run_id, item_id, strategy, budget, final_answer, correct, stop_reason, samples_used,
+           coalesce(len(calls), 0),
+           {", ".join(f"coalesce(list_sum([c.{t} FOR c IN calls]), 0)" for t in _TOKENS)},
+           answered_language, coalesce(detail, '{{}}'), error
+    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)""",
+)
+INGEST_COUNTS_SQL = """SELECT count(*), coalesce(sum(len(calls)), 0)
+    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)"""
+INGEST_CLEANUP_SQL = (
+    "DROP TABLE IF EXISTS ingest_units",
+    "DROP TABLE IF EXISTS ingest_chosen",
+    "DROP TABLE IF EXISTS ingest_healed",
+)
+
+_ITEM_FIELDS = {
+    "ord": "BIGINT", "item_id": "VARCHAR", "dataset": "VARCHAR", "language": "VARCHAR",
+    "question": "VARCHAR", "gold": "VARCHAR", "metadata_json": "VARCHAR",
+}  # fmt: skip
+# An item id given twice in one call keeps its first row, as one-by-one inserts did.
+ITEMS_SQL = f"""INSERT OR IGNORE INTO items
+    SELECT ?, item_id, dataset, language, question, gold, metadata_json::JSON
+    FROM read_json(?, format='newline_delimited', columns={_columns(_ITEM_FIELDS)})
+    QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ord) = 1"""
+
+_BAD_ROW_FIELDS = {
+    "ord": "BIGINT", "object": "VARCHAR", "line": "INTEGER", "field": "VARCHAR",
+    "reason": "VARCHAR",
+}  # fmt: skip
+INPUT_ERRORS_SQL = f"""INSERT OR IGNORE INTO input_errors
+    SELECT ?, object, line, field, reason
+    FROM read_json(?, format='newline_delimited', columns={_columns(_BAD_ROW_FIELDS)})
+    QUALIFY row_number() OVER (PARTITION BY object, line ORDER BY ord) = 1"""
+
+RUN_SQL = (
+    "INSERT OR IGNORE INTO runs (run_id, created_at, fingerprint, engine, engine_kind, "
+    "seed, request_json, versions_json, prompts_json, started_at, status, flow_run_id, "
+    "ttscale_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ingested', ?, ?)"
+)
+
+
+def write_units(path: Path, parts: Iterable[Part]) -> int:
+    """Write every part's unit records as one NDJSON file of ``{"source", "unit"}`` lines.
+
+    JSONL bytes are copied line by line, never parsed; parsed records are encoded once each.
+    Returns how many records were written.
+    """
+    written = 0
+    with path.open("wb") as out:
+        for source, content in parts:
+            head = b'{"source":' + json.dumps(source).encode() + b',"unit":'
+            if isinstance(content, bytes):
+                lines = [line for line in content.splitlines() if line.strip()]
+            else:
+                lines = [json.dumps(r, ensure_ascii=False).encode() for r in content]
+            out.write(b"".join(head + line + b"}\n" for line in lines))
+            written += len(lines)
+    return written
+
+
+def _write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def run_params(
+    *,
+    run_id: str,
+    fingerprint: str,
+    engine: str,
+    engine_kind: str,
+    seed: int,
+    request: dict[str, Any],
+    versions: dict[str, Any],
+    prompts: dict[str, Any],
+    started_at: datetime | None = None,
+    flow_run_id: str | None = None,
+) -> list[Any]:
+    from importlib.metadata import version
+
+    return [
+        run_id,
+        datetime.now(UTC),
+        fingerprint,
+        engine,
+        engine_kind,
+        seed,
+        json.dumps(request),
+        json.dumps(versions),
+        json.dumps(prompts),
+        started_at,
+        flow_run_id,
+        version("ttscale"),
+    ]
+
+
+def write_items(path: Path, questions: Sequence[Question]) -> None:
+    _write_ndjson(
+        path,
+        (
+            {
+                "ord": i,
+                "item_id": q.id,
+                "dataset": q.dataset,
+                "language": q.language,
+                "question": q.question,
+                "gold": q.answer,
+                "metadata_json": json.dumps(q.metadata),
+            }
+            for i, q in enumerate(questions)
+        ),
+    )
+
+
+def write_bad_rows(path: Path, bad_rows: Sequence[BadRow]) -> None:
+    _write_ndjson(
+        path,
+        (
+            {"ord": i, "object": b.object, "line": b.line, "field": b.field, "reason": b.reason}
+            for i, b in enumerate(bad_rows)
+        ),
+    )

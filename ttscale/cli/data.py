@@ -21,9 +21,16 @@ def models_prepare(
 
       ttscale models prepare
     """
-    from ttscale.model_prep import prepare_embedded_model
+    from ttscale.cli.app import settings
+    from ttscale.cli.terminal import terminal_output
+    from ttscale.model_prep import prepare_embedded_model, ttscale_home
 
-    typer.echo(f"embedded model ready at {prepare_embedded_model(force=force)}")
+    log = None if settings.verbose else ttscale_home() / "logs" / "models-prepare.log"
+    with terminal_output(log):  # transformers' progress bars and warnings go to the log
+        folder = prepare_embedded_model(force=force)
+    settings.out_console().print(
+        f"embedded model ready at {folder}", highlight=False, soft_wrap=True
+    )
 
 
 @data_app.command("convert")

@@ -21,6 +21,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from ttscale.ledger.readers import sample_pool_rows
 from ttscale.strategies.config import (
     AdaptiveConsistencyConfig,
     ESCConfig,
@@ -84,7 +85,8 @@ def main(args: argparse.Namespace) -> None:
             budget = args.samples
         else:
             ledger, run_id, budget = args.ledger, args.run_id, args.budget
-        pool = SamplePool.from_ledger(ledger, run_id, args.strategy, budget)
+        rows = sample_pool_rows(ledger, run_id, args.strategy, budget)
+        pool = SamplePool.from_rows(run_id, rows)
     print(f"pool: {len(pool.items)} items × up to {budget} samples (run {run_id})")
     reference_acc, reference_tok = evaluate(
         MajorityConfig(n=[budget]), pool, budget, args.permutations

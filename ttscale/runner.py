@@ -22,6 +22,7 @@ from ttscale.prompts import ModelProfile
 from ttscale.schemas import Question
 from ttscale.storage import ObjectStore, join_key
 from ttscale.strategies import STRATEGIES, StrategyContext
+from ttscale.strategies.base import StopReason
 from ttscale.strategies.config import StrategyConfig
 
 UnitKey = tuple[str, str, int]
@@ -82,7 +83,7 @@ async def run_unit(
         record |= {
             "final_answer": None,
             "correct": False,
-            "stop_reason": "error",
+            "stop_reason": str(StopReason.ERROR),
             "samples_used": len({c.sample_index for c in ctx.calls}),
             "answered_language": None,
             "detail": {},
@@ -94,7 +95,7 @@ async def run_unit(
         record |= {
             "final_answer": outcome.final_answer,
             "correct": is_correct(outcome.final_answer, question.answer, question.dataset),
-            "stop_reason": outcome.stop_reason,
+            "stop_reason": str(outcome.stop_reason),
             "samples_used": outcome.samples_used,
             "answered_language": outcome.answered_language,
             "detail": outcome.detail,

@@ -11,6 +11,7 @@ import pytest
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.ledger import Ledger
+from ttscale.ledger.readers import sample_pool_rows
 from ttscale.prompts import PROFILES
 from ttscale.runner import Unit, run_unit
 from ttscale.schemas import Question
@@ -44,7 +45,8 @@ def test_replay_matches_live_runs(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.duckdb") as ledger:
         ledger.add_items("r", QUESTIONS)
         ledger.ingest_units([("p", pool_records)])
-    pool = SamplePool.from_ledger(str(tmp_path / "l.duckdb"), "r", "majority", 16)
+    rows = sample_pool_rows(str(tmp_path / "l.duckdb"), "r", "majority", 16)
+    pool = SamplePool.from_rows("r", rows)
     for config, budget in [
         (AdaptiveConsistencyConfig(n=[16], round_size=1), 16),
         (ESCConfig(n=[16], window=4), 16),

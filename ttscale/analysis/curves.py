@@ -6,13 +6,11 @@ drawn item's (strategy, budget) outcomes together, so comparisons between budget
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-
-from ttscale.ledger import report_queries as q
 
 # Cap on resamples × items held in one weight block (8 bytes each): bounds memory on big slices.
 _WEIGHT_BLOCK_ELEMENTS = 4_000_000
@@ -98,9 +96,12 @@ class CurvePoint(BaseModel):
     usd_per_item: float | None = None
 
 
-def load_slices(con: duckdb.DuckDBPyConnection, run_id: str) -> list[SliceData]:
-    """Every (dataset, language) slice of a run, scattered from one ledger query."""
-    cols = con.execute(q.ITEM_OUTCOMES, [run_id]).fetchnumpy()
+def slices_from_columns(cols: Mapping[str, np.ndarray]) -> list[SliceData]:
+    """Every (dataset, language) slice of a run, scattered from one row per decision.
+
+    ``cols`` are the columns of ``ttscale.ledger.readers.item_outcome_columns``: rows ordered by
+    slice, with dense ``item_index`` and ``config_index`` within each slice.
+    """
     dataset = np.asarray(cols["dataset"], dtype=object)
     language = np.asarray(cols["language"], dtype=object)
     if len(dataset) == 0:

@@ -13,6 +13,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy.optimize import minimize
 
+from ttscale.saturation_math import marginal_gain, saturation_point
+
 PARALLEL_KINDS = frozenset(
     {"majority", "best_of_n", "weighted_vote", "adaptive_consistency", "esc", "optscale"}
 )
@@ -21,6 +23,14 @@ SEQUENTIAL_UNITS: dict[str, tuple[float, str]] = {
     "refinement": (1.0, "rounds"),
 }
 _GRID = 80
+
+__all__ = [
+    "SaturationFit",
+    "fit_saturation_curve",
+    "fit_strategy",
+    "marginal_gain",
+    "saturation_point",
+]
 
 
 class SaturationFit(BaseModel):
@@ -49,20 +59,6 @@ def strategy_unit(strategy: str) -> tuple[Literal["parallel", "sequential"], flo
         scale, unit = SEQUENTIAL_UNITS[strategy]
         return "sequential", scale, unit
     return "parallel", 1.0, "samples"
-
-
-def marginal_gain(f_max: float, p: float, n: float) -> float:
-    """F(n + 1) − F(n)'s continuous analogue used by TTSPM: F_max·p·(1 − p)^n."""
-    return f_max * p * (1 - p) ** n
-
-
-def saturation_point(f_max: float, p: float, epsilon: float) -> int:
-    """N* = ⌈ln(ε / (F_max·p)) / ln(1 − p)⌉, or 0 when ε ≥ F_max·p (gain already below ε)."""
-    if epsilon >= f_max * p or p <= 0:
-        return 0
-    if p >= 1:
-        return 1
-    return math.ceil(math.log(epsilon / (f_max * p)) / math.log(1 - p))
 
 
 def _log_likelihood(

@@ -176,6 +176,7 @@ def replay_command(
 
     from pydantic import TypeAdapter
 
+    from ttscale.ledger.readers import sample_pool_rows
     from ttscale.strategies.config import StrategyConfig
     from ttscale.strategies.replay import SamplePool, replay
 
@@ -189,7 +190,9 @@ def replay_command(
 
         config = adapter.validate_python(parse_strategy(strategy))
     try:
-        pool = SamplePool.from_ledger(ledger, run_id, pool_strategy, pool_budget)
+        pool = SamplePool.from_rows(
+            run_id, sample_pool_rows(ledger, run_id, pool_strategy, pool_budget)
+        )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
     rows = []

@@ -1,4 +1,5 @@
-"""The DuckDB ledger. All of the service's write SQL lives here; report SQL in report_queries.
+"""The DuckDB ledger. All of the service's write SQL lives here; report SQL in report_queries, and
+the reads that hand plain data to the layers above in readers.
 
 Ingest is bulk, atomic and idempotent. ``ingest_run`` writes a run's row, items, bad input rows
 and every unit (its decision and all its calls) in one transaction, so a reader sees all of a run's

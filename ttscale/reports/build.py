@@ -16,7 +16,7 @@ from ttscale.analysis.curves import (
     SliceData,
     bootstrap_slice,
     curve_points,
-    load_slices,
+    slices_from_columns,
 )
 from ttscale.analysis.frontier import frontier_order, frontier_steps
 from ttscale.analysis.inverse import (
@@ -36,6 +36,7 @@ from ttscale.analysis.recommend import (
 from ttscale.analysis.saturation import fit_strategy
 from ttscale.errors import ConfigError
 from ttscale.ledger import report_queries as q
+from ttscale.ledger.readers import item_outcome_columns
 from ttscale.reports.model import (
     DeclineExample,
     InverseScalingFinding,
@@ -65,7 +66,7 @@ def build_report(
         throughput_tokens_per_second=settings.throughput_tokens_per_second or throughput,
     )
     lambda_per_1k = _utility_lambda(settings, pricing)
-    slices = load_slices(con, run_id)
+    slices = slices_from_columns(item_outcome_columns(con, run_id))
     built = [_slice_report(data, settings, pricing) for data in slices]
     slice_reports = [report for report, _ in built]
     _apply_decline_tests(con, run_id, slices, slice_reports, settings)

@@ -17,14 +17,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ttscale.strategies.base import Outcome, StrategyContext
+from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import majority_vote, weighted_vote
 from ttscale.strategies.config import AdaptiveConsistencyConfig, ESCConfig, OptScaleConfig
 from ttscale.strategies.parallel import _scores, select_best
 from ttscale.strategies.sampling import LiveSampler, Sample, Sampler
 from ttscale.strategies.scorers import make_scorer
 from ttscale.strategies.stopping import (
-    CAP,
     StopDecision,
     adaptive_consistency_should_stop,
     esc_decisions,
@@ -54,7 +53,7 @@ def adaptive_consistency_decision(
         vote_counts(keys), threshold=config.threshold, rule=config.rule
     )
     if not decision.stop and len(keys) >= max_samples:
-        return dataclasses.replace(decision, stop=True, reason=CAP)
+        return dataclasses.replace(decision, stop=True, reason=StopReason.CAP)
     return decision
 
 
@@ -88,7 +87,7 @@ async def run_adaptive_consistency(
         "samples_drawn": len(samples),
         "round_size": config.round_size,
     }
-    return Outcome(vote.winner, decision.reason, used, detail)
+    return Outcome(vote.winner, decision.stop_reason, used, detail)
 
 
 async def run_esc(sampler: Sampler, config: ESCConfig, budget: int) -> Outcome:
@@ -111,7 +110,7 @@ async def run_esc(sampler: Sampler, config: ESCConfig, budget: int) -> Outcome:
         "votes": vote.counts,
         "window": config.window,
     }
-    return Outcome(vote.winner, decisions[-1].reason, len(samples), detail)
+    return Outcome(vote.winner, decisions[-1].stop_reason, len(samples), detail)
 
 
 def fit_scores(scores: Sequence[float], config: OptScaleConfig) -> tuple[float, float, str]:
@@ -149,11 +148,11 @@ async def run_optscale(sampler: Sampler, config: OptScaleConfig, budget: int) ->
     }
     if config.select == "best_of":
         chosen, chosen_detail = select_best(sampler, samples)
-        return Outcome(chosen.answer, decision.reason, len(samples), detail | chosen_detail)
+        return Outcome(chosen.answer, decision.stop_reason, len(samples), detail | chosen_detail)
     scores = _scores(samples)
     vote = weighted_vote([s.answer for s in samples], scores, sampler.dataset)
     detail |= {"votes": vote.counts, "scores": scores}
-    return Outcome(vote.winner, decision.reason, len(samples), detail)
+    return Outcome(vote.winner, decision.stop_reason, len(samples), detail)
 
 
 async def adaptive_consistency(ctx: StrategyContext, config: AdaptiveConsistencyConfig) -> Outcome:

@@ -10,6 +10,7 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from tenacity import (
@@ -27,6 +28,40 @@ if TYPE_CHECKING:
     from ttscale.schemas import Question
 
 ENGINE_RETRY_ATTEMPTS = 4
+
+
+class StopReason(StrEnum):
+    """Why a strategy stopped on an item: ``Outcome.stop_reason``.
+
+    Rows that leave the strategies (the runner's unit records, replay results) carry the plain
+    string value, as the ledger stores it, so they print and serialise like any string.
+    """
+
+    BUDGET_REACHED = "budget_reached"
+    """A fixed-N strategy drew its N samples; budget forcing hit its thinking cap."""
+    MODEL_STOPPED = "model_stopped"
+    """Budget forcing: the model ended its thinking before the cap."""
+    CONVERGED = "converged"
+    """Adaptive-Consistency: the stop probability reached the threshold."""
+    WINDOW_AGREED = "window_agreed"
+    """ESC: every answer of a window agreed."""
+    N_STAR_REACHED = "n_star_reached"
+    """OptScale: N* samples were drawn."""
+    ANSWER_REPEATED = "answer_repeated"
+    """Refinement: a revision repeated the previous answer."""
+    CAP = "cap"
+    """An adaptive rule had not stopped when the budget ran out."""
+    ERROR = "error"
+    """The strategy raised; the runner records the error (never an answer, right or wrong)."""
+
+
+class ContinueReason(StrEnum):
+    """Why a stopping rule said "keep sampling" (``StopDecision.reason`` when it does not stop)."""
+
+    NOT_CONVERGED = "not_converged"
+    NO_ANSWERS = "no_answers"
+    WINDOW_DISAGREED = "window_disagreed"
+    BELOW_N_STAR = "below_n_star"
 
 
 @dataclass
@@ -56,7 +91,7 @@ class Outcome:
     """What a strategy decided for one item, and why it stopped."""
 
     final_answer: str | None
-    stop_reason: str
+    stop_reason: StopReason
     samples_used: int
     detail: dict[str, Any] = field(default_factory=dict)
     answered_language: str | None = None

@@ -8,7 +8,7 @@ suppressed and "Wait" appended, as long as budget remains; thinking never exceed
 from __future__ import annotations
 
 from ttscale.engines.base import SamplingSpec
-from ttscale.strategies.base import Outcome, StrategyContext
+from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import extractor, question_prompt
 from ttscale.strategies.config import BudgetForcingConfig
 from ttscale.strategies.language import forcing_for
@@ -24,7 +24,7 @@ async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> O
     thinking_ids: list[int] = []
     spent = 0
     extensions_used = 0
-    how_thinking_ended = "budget_reached"
+    how_thinking_ended = StopReason.BUDGET_REACHED
     while ctx.budget - spent > 0:
         completion = await ctx.generate(
             prompt + thinking_ids,
@@ -51,7 +51,7 @@ async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> O
             extensions_used += 1
             continue
         thinking_ids += ctx.engine.encode(segment)
-        how_thinking_ended = "model_stopped"
+        how_thinking_ended = StopReason.MODEL_STOPPED
         break
     forced = ctx.engine.encode("\n" + delimiter + ctx.profile.answer_cue)
     answer = await ctx.generate(

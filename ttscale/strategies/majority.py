@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ttscale.engines.base import SamplingSpec
-from ttscale.strategies.base import Outcome, StrategyContext
+from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import extractor, majority_vote, question_prompt
 from ttscale.strategies.config import MajorityConfig
 
@@ -27,7 +27,7 @@ async def majority(ctx: StrategyContext, config: MajorityConfig) -> Outcome:
     vote = majority_vote(answers, ctx.question.dataset)
     return Outcome(
         final_answer=vote.winner,
-        stop_reason="budget_reached",
+        stop_reason=StopReason.BUDGET_REACHED,
         samples_used=len(completions),
         detail={"votes": vote.counts},
     )

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ttscale.strategies.base import Outcome, StrategyContext
+from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import majority_vote, weighted_vote
 from ttscale.strategies.config import BestOfNConfig, WeightedVoteConfig
 from ttscale.strategies.sampling import LiveSampler, Sample, Sampler
 from ttscale.strategies.scorers import make_scorer
-
-BUDGET_REACHED = "budget_reached"
 
 
 def _scores(samples: Sequence[Sample]) -> list[float]:
@@ -49,14 +47,14 @@ async def run_majority(sampler: Sampler, n: int) -> Outcome:
     """N samples, majority vote (ties: the answer that reached the count first)."""
     samples = await sampler.draw(range(n))
     vote = majority_vote([s.answer for s in samples], sampler.dataset)
-    return Outcome(vote.winner, BUDGET_REACHED, len(samples), {"votes": vote.counts})
+    return Outcome(vote.winner, StopReason.BUDGET_REACHED, len(samples), {"votes": vote.counts})
 
 
 async def run_best_of_n(sampler: Sampler, n: int) -> Outcome:
     """N scored samples; the answer of the best one."""
     samples = await sampler.draw(range(n))
     chosen, detail = select_best(sampler, samples)
-    return Outcome(chosen.answer, BUDGET_REACHED, len(samples), detail)
+    return Outcome(chosen.answer, StopReason.BUDGET_REACHED, len(samples), detail)
 
 
 async def run_weighted_vote(sampler: Sampler, n: int) -> Outcome:
@@ -65,7 +63,10 @@ async def run_weighted_vote(sampler: Sampler, n: int) -> Outcome:
     scores = _scores(samples)
     vote = weighted_vote([s.answer for s in samples], scores, sampler.dataset)
     return Outcome(
-        vote.winner, BUDGET_REACHED, len(samples), {"votes": vote.counts, "scores": scores}
+        vote.winner,
+        StopReason.BUDGET_REACHED,
+        len(samples),
+        {"votes": vote.counts, "scores": scores},
     )
 
 

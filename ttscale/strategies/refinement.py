@@ -13,12 +13,9 @@ from typing import Any
 from ttscale.engines.base import SamplingSpec
 from ttscale.grading import canonical_answer
 from ttscale.prompts import question_messages
-from ttscale.strategies.base import Outcome, StrategyContext
+from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import extractor, question_prompt
 from ttscale.strategies.config import RefinementConfig
-from ttscale.strategies.stopping import CAP
-
-ANSWER_REPEATED = "answer_repeated"
 
 
 def refine_prompt(ctx: StrategyContext, previous: str, instruction: str) -> list[int]:
@@ -48,7 +45,7 @@ async def refinement(ctx: StrategyContext, config: RefinementConfig) -> Outcome:
         question_prompt(ctx), spec, sample_index=0, phase="sample", extract=extract
     )
     answers = [extract(completion.text)]
-    reason = CAP
+    reason = StopReason.CAP
     for _ in range(ctx.budget):
         prompt = refine_prompt(ctx, completion.text, config.instruction)
         completion = await ctx.generate(
@@ -57,7 +54,7 @@ async def refinement(ctx: StrategyContext, config: RefinementConfig) -> Outcome:
         answers.append(extract(completion.text))
         previous_key = canonical_answer(answers[-2], dataset)
         if previous_key is not None and previous_key == canonical_answer(answers[-1], dataset):
-            reason = ANSWER_REPEATED
+            reason = StopReason.ANSWER_REPEATED
             break
     final = next((a for a in reversed(answers) if a is not None), None)
     detail: dict[str, Any] = {"revisions": len(answers) - 1, "answers": answers, "cap": ctx.budget}

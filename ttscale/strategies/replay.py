@@ -15,32 +15,21 @@ import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ttscale.grading import canonical_answer, is_correct
-from ttscale.ledger import Ledger
-from ttscale.schemas import Question
 from ttscale.strategies.adaptive import run_adaptive_consistency, run_esc, run_optscale
 from ttscale.strategies.base import Outcome, derive_seed
 from ttscale.strategies.parallel import run_best_of_n, run_majority, run_weighted_vote
 from ttscale.strategies.sampling import Sample, Sampler
 from ttscale.strategies.scorers import mean_logprob_score
 
-Order = Literal["recorded", "permutation"]
+if TYPE_CHECKING:
+    from ttscale.schemas import Question
 
-# Samples are read from the ledger's call rows (the single source of tokens): one row per call
-# of phase 'sample'; a sample-based strategy makes exactly one call per sample.
-POOL_SAMPLES_SQL = """
-SELECT c.item_id, i.dataset, i.gold, c.strategy, c.budget, c.sample_index, c.completion_tokens,
-       c.extracted_answer, c.score, c.cumulative_logprob, c.completion_text
-FROM generation_calls c
-JOIN items i USING (run_id, item_id)
-WHERE c.run_id = ? AND c.phase = 'sample' AND c.call_index = 0
-ORDER BY c.item_id, c.strategy, c.budget, c.sample_index
-"""
+Order = Literal["recorded", "permutation"]
 
 
 @dataclass(frozen=True)
@@ -100,35 +89,6 @@ class SamplePool:
                 PoolItem(item_id, str(first["dataset"]), str(first["gold"]), samples, unit)
             )
         return cls(run_id, tuple(items))
-
-    @classmethod
-    def from_ledger(
-        cls,
-        ledger: Ledger | str | Path,
-        run_id: str,
-        strategy: str | None = None,
-        budget: int | None = None,
-    ) -> SamplePool:
-        """The pool of ``run_id`` in an open ``Ledger`` or a ledger file (opened read-only).
-
-        ``strategy`` / ``budget`` restrict it to one unit, e.g. ("majority", 16).
-        """
-        if isinstance(ledger, Ledger):
-            names, values = ledger.query(POOL_SAMPLES_SQL, [run_id])
-        else:
-            with Ledger(ledger, read_only=True) as opened:
-                names, values = opened.query(POOL_SAMPLES_SQL, [run_id])
-        rows = [
-            row
-            for row in (dict(zip(names, v, strict=True)) for v in values)
-            if (strategy is None or row["strategy"] == strategy)
-            and (budget is None or row["budget"] == budget)
-        ]
-        if not rows:
-            raise ValueError(
-                f"no samples for run {run_id!r} (strategy={strategy}, budget={budget})"
-            )
-        return cls.from_rows(run_id, rows)
 
     @classmethod
     def from_records(
@@ -236,6 +196,7 @@ class ReplayResult:
     final_answer: str | None
     correct: bool
     stop_reason: str
+    """A ``StopReason``'s value, as the ledger stores it."""
     samples_used: int
     samples_drawn: int
     completion_tokens: int
@@ -259,7 +220,7 @@ async def replay_item(
         item_id=item.item_id,
         final_answer=outcome.final_answer,
         correct=is_correct(outcome.final_answer, item.gold, item.dataset),
-        stop_reason=outcome.stop_reason,
+        stop_reason=str(outcome.stop_reason),
         samples_used=outcome.samples_used,
         samples_drawn=len(sampler.drawn),
         completion_tokens=sampler.tokens,

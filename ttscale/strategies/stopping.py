@@ -8,7 +8,8 @@ no engine. Every rule returns or feeds a ``StopDecision`` so the reason is store
 - ESC, Early-Stopping Self-Consistency (Li et al. 2024, ICLR): stop when a whole window agrees.
 - OptScale (Wang et al. 2025, arXiv 2506.22376): scores ~ TruncNormal(μ, σ) on [0, 1],
   N* = ⌈ln q / ln F(s*)⌉.
-- TTSPM (Wang et al. 2025, arXiv 2505.20522): saturation point of F(N) = F_max·(1 − (1 − p)^N).
+- TTSPM (Wang et al. 2025, arXiv 2505.20522): saturation point of F(N) = F_max·(1 − (1 − p)^N),
+  from ``ttscale.saturation_math``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,22 @@ from typing import Literal
 import numpy as np
 from scipy import integrate, optimize, special, stats
 
-CONVERGED = "converged"
-NOT_CONVERGED = "not_converged"
-NO_ANSWERS = "no_answers"
-WINDOW_AGREED = "window_agreed"
-WINDOW_DISAGREED = "window_disagreed"
-N_STAR_REACHED = "n_star_reached"
-BELOW_N_STAR = "below_n_star"
-CAP = "cap"
+from ttscale.saturation_math import ceil_ratio
+
+# TTSPM's saturation point has one implementation, shared with analysis; importable from here too.
+from ttscale.saturation_math import marginal_gain as marginal_gain
+from ttscale.saturation_math import saturation_point as saturation_point
+from ttscale.strategies.base import ContinueReason, StopReason
+
+# Reasons are the enums of strategies.base; these aliases keep older imports working.
+CONVERGED = StopReason.CONVERGED
+WINDOW_AGREED = StopReason.WINDOW_AGREED
+N_STAR_REACHED = StopReason.N_STAR_REACHED
+CAP = StopReason.CAP
+NOT_CONVERGED = ContinueReason.NOT_CONVERGED
+NO_ANSWERS = ContinueReason.NO_ANSWERS
+WINDOW_DISAGREED = ContinueReason.WINDOW_DISAGREED
+BELOW_N_STAR = ContinueReason.BELOW_N_STAR
 
 SIGMA_BOUNDS = (1e-3, 10.0)
 # μ of a truncated normal may lie outside [0, 1]; beyond ±10 with σ ≤ 10 the fit is meaningless.
@@ -37,9 +46,6 @@ MU_BOUNDS = (-10.0, 11.0)
 
 Scores = Sequence[float] | np.ndarray
 """Verifier scores in [0, 1], as a list or a 1-D array."""
-
-# Ratios such as ln 0.25 / ln 0.5 must ceil to 2, not to 3 through rounding noise.
-_CEIL_SLACK = 1e-9
 
 
 @dataclass(frozen=True)
@@ -51,11 +57,18 @@ class StopDecision:
     """
 
     stop: bool
-    reason: str
+    reason: StopReason | ContinueReason
     statistic: float | None
     rule: str
     threshold: float | None
     samples_seen: int
+
+    @property
+    def stop_reason(self) -> StopReason:
+        """The reason as an ``Outcome`` stores it; only a decision that stops has one."""
+        if not isinstance(self.reason, StopReason):
+            raise ValueError(f"{self.rule} did not stop: {self.reason}")
+        return self.reason
 
 
 # --- Adaptive-Consistency ---------------------------------------------------------------------
@@ -137,7 +150,7 @@ def adaptive_consistency_should_stop(
     chosen = rule if rule != "auto" else ("beta" if len(votes) <= 2 else "dirichlet")
     rule_name = f"adaptive_consistency_{chosen}"
     if not votes or seen == 0:
-        return StopDecision(False, NO_ANSWERS, None, rule_name, threshold, seen)
+        return StopDecision(False, ContinueReason.NO_ANSWERS, None, rule_name, threshold, seen)
     if chosen == "beta":
         top = [*sorted(votes, reverse=True), 0]
         probability = beta_stop_probability(top[0], top[1])
@@ -146,10 +159,12 @@ def adaptive_consistency_should_stop(
     else:
         raise ValueError(f"unknown rule {rule!r}")
     if probability >= threshold:
-        return StopDecision(True, CONVERGED, probability, rule_name, threshold, seen)
+        return StopDecision(True, StopReason.CONVERGED, probability, rule_name, threshold, seen)
     if max_samples is not None and seen >= max_samples:
-        return StopDecision(True, CAP, probability, rule_name, threshold, seen)
-    return StopDecision(False, NOT_CONVERGED, probability, rule_name, threshold, seen)
+        return StopDecision(True, StopReason.CAP, probability, rule_name, threshold, seen)
+    return StopDecision(
+        False, ContinueReason.NOT_CONVERGED, probability, rule_name, threshold, seen
+    )
 
 
 # --- ESC ------------------------------------------------------------------------------------------
@@ -185,14 +200,16 @@ def esc_decisions(
         share = max(parsed.values()) / len(chunk) if parsed else 0.0
         at_cap = max_samples is not None and end >= max_samples
         if len(chunk) == window and esc_should_stop(chunk):
-            decisions.append(StopDecision(True, WINDOW_AGREED, share, "esc", None, end))
+            decisions.append(StopDecision(True, StopReason.WINDOW_AGREED, share, "esc", None, end))
             break
         if at_cap:
-            decisions.append(StopDecision(True, CAP, share, "esc", None, end))
+            decisions.append(StopDecision(True, StopReason.CAP, share, "esc", None, end))
             break
         if len(chunk) < window:
             break
-        decisions.append(StopDecision(False, WINDOW_DISAGREED, share, "esc", None, end))
+        decisions.append(
+            StopDecision(False, ContinueReason.WINDOW_DISAGREED, share, "esc", None, end)
+        )
     return decisions
 
 
@@ -312,10 +329,6 @@ def truncnorm_cdf(s: float, mu: float, sigma: float) -> float:
     return float(stats.truncnorm.cdf(s, a, b, loc=mu, scale=sigma))
 
 
-def _ceil_ratio(numerator: float, denominator: float) -> int:
-    return math.ceil(numerator / denominator - _CEIL_SLACK)
-
-
 def optscale_n_star(mu: float, sigma: float, s_star: float, q: float, k: int, n_max: int) -> int:
     """N* = ⌈ln q / ln F(s*; μ, σ)⌉ clipped to [k, n_max] (OptScale, arXiv 2506.22376).
 
@@ -335,44 +348,17 @@ def optscale_n_star(mu: float, sigma: float, s_star: float, q: float, k: int, n_
         return k
     if below >= 1.0:
         return n_max
-    return min(max(_ceil_ratio(math.log(q), math.log(below)), k), n_max)
+    return min(max(ceil_ratio(math.log(q), math.log(below)), k), n_max)
 
 
 def optscale_should_stop(samples_drawn: int, n_star: int, n_max: int) -> StopDecision:
     """Stop once N* samples are drawn ("n_star_reached"), or at n_max ("cap")."""
     if samples_drawn >= n_star:
-        return StopDecision(True, N_STAR_REACHED, float(n_star), "optscale", None, samples_drawn)
+        return StopDecision(
+            True, StopReason.N_STAR_REACHED, float(n_star), "optscale", None, samples_drawn
+        )
     if samples_drawn >= n_max:
-        return StopDecision(True, CAP, float(n_star), "optscale", None, samples_drawn)
-    return StopDecision(False, BELOW_N_STAR, float(n_star), "optscale", None, samples_drawn)
-
-
-# --- TTSPM saturation -----------------------------------------------------------------------------
-
-
-def _check_ttspm(f_max: float, p: float) -> None:
-    if f_max <= 0:
-        raise ValueError(f"f_max must be > 0, got {f_max}")
-    if not 0.0 < p <= 1.0:
-        raise ValueError(f"p must be in (0, 1], got {p}")
-
-
-def marginal_gain(f_max: float, p: float, n: int) -> float:
-    """F(N + 1) − F(N) = F_max·p·(1 − p)^N for F(N) = F_max·(1 − (1 − p)^N) (arXiv 2505.20522)."""
-    _check_ttspm(f_max, p)
-    return f_max * p * (1.0 - p) ** n
-
-
-def saturation_point(f_max: float, p: float, epsilon: float) -> int:
-    """N* = ⌈ln(ε/(F_max·p)) / ln(1 − p)⌉, the first N whose marginal gain is ≤ ε (TTSPM).
-
-    0 when ε ≥ F_max·p (even the first sample gains no more than ε). p = 1 saturates at N = 1.
-    """
-    _check_ttspm(f_max, p)
-    if epsilon <= 0:
-        raise ValueError(f"epsilon must be > 0, got {epsilon}")
-    if epsilon >= f_max * p:
-        return 0
-    if p == 1.0:
-        return 1
-    return _ceil_ratio(math.log(epsilon / (f_max * p)), math.log(1.0 - p))
+        return StopDecision(True, StopReason.CAP, float(n_star), "optscale", None, samples_drawn)
+    return StopDecision(
+        False, ContinueReason.BELOW_N_STAR, float(n_star), "optscale", None, samples_drawn
+    )

@@ -10,6 +10,7 @@ import os
 import re
 import threading
 import time
+from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from ttscale import batch
+from ttscale import batch, tempfiles
 from ttscale.errors import (
     ConfigError,
     FatalError,
@@ -63,17 +64,45 @@ def _recoverable(task: Any, task_run: Any, state: Any) -> bool:
 RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30], "retry_jitter_factor": 0.5}
 
 
-@task(name="plan-batch", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
+def prefect_result_storage() -> Path | None:
+    """Where Prefect may write results of ttscale's flows and tasks: ``$PREFECT_HOME/storage``.
+
+    ttscale needs no Prefect results (shards checkpoint their own parts, the ledger and report
+    hold the rest), so its flows and tasks set ``persist_result=False``. Prefect 3.7 still
+    pickles the exception of every failed task and flow run to result storage, whatever
+    ``persist_result`` says, and its default local path ignores PREFECT_HOME: it is
+    ``~/.prefect/storage`` even when PREFECT_HOME points elsewhere (prefect#23046). So unless a
+    result storage is configured (``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK``, or the local path set
+    explicitly, as ``PREFECT_RESULTS_LOCAL_STORAGE_PATH``), give it ``$PREFECT_HOME/storage``.
+
+    Read when this module is imported: PREFECT_HOME changed later in the same process (a test
+    harness does that) is not followed. A server-side default storage block is shadowed.
+    """
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    configured = "local_storage_path" in settings.results.model_fields_set
+    if settings.results.default_storage_block or configured:
+        return None
+    return Path(settings.home) / "storage"
+
+
+NO_RESULTS: dict[str, Any] = {"persist_result": False, "result_storage": prefect_result_storage()}
+"""Decorator arguments of every ttscale task and flow: no results kept, failures under
+PREFECT_HOME (``prefect_result_storage``)."""
+
+
+@task(name="plan-batch", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
 def plan_batch(request: BatchRequest) -> batch.BatchPlan:
     return batch.plan_batch(request)
 
 
-@task(name="run-shard", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
+@task(name="run-shard", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
 def run_shard(request: BatchRequest, shard_prefix: str) -> batch.ShardSummary:
     return batch.run_shard(request, shard_prefix, progress=ShardProgress())
 
 
-@task(name="run-shard-deployment", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
+@task(name="run-shard-deployment", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
 def run_shard_deployment(request: BatchRequest, shard_prefix: str) -> str:
     """Run one shard as a flow run of ``request.shard_deployment``; wait for it to finish.
 
@@ -99,14 +128,14 @@ def run_shard_deployment(request: BatchRequest, shard_prefix: str) -> str:
     raise FatalError(what)
 
 
-@task(name="ingest", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
+@task(name="ingest", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
 def ingest(request: BatchRequest, plan: batch.BatchPlan) -> batch.IngestSummary:
     from prefect.runtime import flow_run
 
     return batch.ingest(request, plan, flow_run_id=flow_run.id)
 
 
-@task(name="report", retry_condition_fn=_recoverable, **RETRIES)  # type: ignore[call-overload]
+@task(name="report", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
 def report(request: BatchRequest, plan: batch.BatchPlan) -> batch.PublishedReport:
     return batch.publish_report(request, plan)
 
@@ -135,6 +164,73 @@ def _tag_run(request: BatchRequest) -> None:
             client.update_flow_run(flow_run.id, tags=sorted(set(flow_run.tags) | tags))
     except Exception as exc:  # tags help people find runs; their absence must not fail one
         get_run_logger().warning("could not tag the flow run: %s", exc)
+
+
+def _supersede_stale_runs(request: BatchRequest) -> None:
+    """Mark Crashed the earlier flow runs of this ttscale run that Prefect still has as running.
+
+    A run killed outright (SIGKILL, a lost machine) never reports its end, so Prefect shows it
+    RUNNING (or PENDING) forever. Running the same request again resumes that ttscale run under
+    the same name, in a new flow run: the old ones are stale, and this one says so.
+
+    Prefect gives no heartbeat here to tell a dead run from a live one. If a run of the same
+    request is really still going elsewhere (a concurrent duplicate, which nobody should start),
+    it is marked Crashed too: the resumed run wins. Both then work from the same checkpointed
+    parts, so some units may be generated twice, but the ledger ingest is idempotent per unit and
+    counts none of them twice.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.runtime import flow_run
+    from prefect.states import Crashed
+
+    logger = get_run_logger()
+    this_run = UUID(str(flow_run.id))
+    try:
+        with get_client(sync_client=True) as client:
+            stale = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[str(flow_run.flow_name)])),
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(not_any_=[this_run]),
+                    name=FlowRunFilterName(any_=[request.resolved_run_id()]),
+                    state=FlowRunFilterState(
+                        type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
+                    ),
+                ),
+            )
+            for run in stale:
+                message = f"superseded: the same ttscale run resumed in flow run {this_run}"
+                client.set_flow_run_state(run.id, state=Crashed(message=message), force=True)
+                logger.warning(
+                    "flow run %s (%s) was left %s: marked Crashed",
+                    run.id,
+                    run.name,
+                    run.state_type.value if run.state_type else "in no state",
+                )
+    except Exception as exc:  # bookkeeping of earlier runs must not fail this one
+        logger.warning("could not check for stale runs of %s: %s", request.resolved_run_id(), exc)
+
+
+def _remove_stale_temporaries() -> None:
+    """Remove temporary folders that killed ttscale processes left behind (see ``tempfiles``)."""
+    try:
+        removed = tempfiles.stale_cleanup()
+    except Exception as exc:  # tidying must not fail a run
+        get_run_logger().warning("could not remove stale temporary folders: %s", exc)
+        return
+    if removed:
+        get_run_logger().info(
+            "removed %d stale temporary folders: %s", len(removed), ", ".join(map(str, removed))
+        )
 
 
 def expand_units(request: BatchRequest) -> list[Any]:
@@ -193,11 +289,14 @@ def artifact_key(kind: str, run_id: str) -> str:
     flow_run_name=_run_name,
     log_prints=True,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=64)),
+    **NO_RESULTS,
 )
 def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
     """Run one batch of questions through every strategy and budget, then publish its report."""
     logger = get_run_logger()
+    _supersede_stale_runs(request)
     _tag_run(request)
+    _remove_stale_temporaries()
     plan = plan_batch(request)
     logger.info(
         "run %s: %d items in %d shards, %d bad rows (%s)",
@@ -249,16 +348,21 @@ def _check_unit_failures(request: BatchRequest, plan: batch.BatchPlan, total_uni
     Below the threshold the run goes on; its errored units are reported apart from the answers,
     and their shards stay unfinished, so running the same batch again retries them.
     """
-    errored = batch.unsettled_units(request, plan)
+    errored, retryable = batch.errored_units(request, plan)
     if errored and errored > request.fail_on_error * total_units:
+        retry = (
+            f"their attempts are kept under {plan.output_prefix}/shards: run the same batch "
+            "again to retry them"
+            if retryable
+            else "the engine refused them (a retry would not help): see the parts' errors"
+        )
         raise UnitsFailedError(
             f"{errored} of {total_units} units failed ({errored / max(total_units, 1):.0%}, "
-            f"fail_on_error allows {request.fail_on_error:.0%}); their attempts are kept under "
-            f"{plan.output_prefix}/shards: run the same batch again to retry them"
+            f"fail_on_error allows {request.fail_on_error:.0%}); {retry}"
         )
     if errored:
         get_run_logger().warning(
-            "%d of %d units failed; reported apart, retried by a re-run", errored, total_units
+            "%d of %d units failed (%d retryable); reported apart", errored, total_units, retryable
         )
 
 

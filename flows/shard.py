@@ -19,14 +19,14 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.concurrency.sync import concurrency
 
-from flows.batch import run_shard
+from flows.batch import NO_RESULTS, run_shard
 from ttscale.schemas import BatchRequest
 
 GPU_SLOTS = "gpu-slots"
 """Name of the global concurrency limit that counts busy GPUs."""
 
 
-@flow(name="ttscale-shard", log_prints=True)
+@flow(name="ttscale-shard", log_prints=True, **NO_RESULTS)
 def ttscale_shard(
     request: BatchRequest, shard_prefix: str, concurrency_limit: str | None = GPU_SLOTS
 ) -> dict[str, Any]:

@@ -206,23 +206,21 @@ def run_shard(
     return ShardSummary(shard_prefix, ran, len(finished))
 
 
-def unsettled_units(request: BatchRequest, plan: BatchPlan) -> int:
-    """Units of the run that still need an attempt: errored, and not completed by a later one.
-
-    Only shards without ``done.json`` can hold such units, so finished shards are not read.
-    """
+def errored_units(request: BatchRequest, plan: BatchPlan) -> tuple[int, int]:
+    """(errored, retryable): units whose every attempt so far errored, and how many of those a
+    retry may fix (their shards stay unfinished, so a re-run runs them again)."""
     store, _ = open_store(request.output_uri)
-    unsettled = 0
+    errored = retryable = 0
     for shard_prefix in plan.shard_prefixes:
-        if store.exists(join_key(shard_prefix, "done.json")):
-            continue
-        by_unit: dict[tuple[str, str, int], bool] = {}
+        attempts: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
         for _, records in read_parts(store, shard_prefix):
             for record in records:
-                key = unit_key(record)
-                by_unit[key] = by_unit.get(key, False) or is_settled(record)
-        unsettled += sum(not settled for settled in by_unit.values())
-    return unsettled
+                attempts.setdefault(unit_key(record), []).append(record)
+        for records in attempts.values():
+            if all(r.get("error") is not None for r in records):
+                errored += 1
+                retryable += not any(is_settled(r) for r in records)
+    return errored, retryable
 
 
 def ingest(request: BatchRequest, plan: BatchPlan, flow_run_id: str | None = None) -> IngestSummary:

@@ -13,7 +13,12 @@ import pytest
 
 from flows.batch import ttscale_batch
 from ttscale import strategies
-from ttscale.errors import EngineDeadError, EngineRequestError, UnitsFailedError
+from ttscale.errors import (
+    EngineDeadError,
+    EngineRejectedError,
+    EngineRequestError,
+    UnitsFailedError,
+)
 from ttscale.schemas import BatchRequest
 
 LINES = [
@@ -104,6 +109,26 @@ def test_errors_under_the_threshold_are_reported_apart(
             "USING (run_id, item_id, strategy, budget) WHERE d.completion_tokens <> s.completion_tokens"
         ).fetchone()
     assert mismatches == (0,)
+
+
+def test_refused_requests_count_against_the_threshold(
+    prefect_harness: None,
+    tmp_path: Path,
+    write_jsonl: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 4xx is not retried and leaves its shard finished, but it is still a failed unit."""
+    real = strategies.STRATEGIES["majority"]
+
+    async def refused(ctx: Any, config: Any) -> Any:
+        if ctx.question.id == "q1":
+            raise EngineRejectedError("HTTP 400: prompt too long")
+        return await real(ctx, config)
+
+    monkeypatch.setitem(strategies.STRATEGIES, "majority", refused)
+    with pytest.raises(UnitsFailedError, match="2 of 8 units failed.*refused"):
+        ttscale_batch(_request(tmp_path, write_jsonl))
+    assert not (tmp_path / "out" / "ledger.duckdb").exists()
 
 
 def test_an_unreachable_engine_is_engine_dead(

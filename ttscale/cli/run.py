@@ -129,11 +129,14 @@ def execute(request: Any) -> dict[str, Any]:
     items = len(loaded.questions[: request.max_items] if request.max_items else loaded.questions)
     total_units = items * len(expand_units(request.strategies.configs()))
     log_path = log_path_for(request)
-    with terminal_output(None if settings.verbose else log_path):
-        result = run_with_progress(request, total_units)
+    try:
+        with terminal_output(None if settings.verbose else log_path):
+            result = run_with_progress(request, total_units)
+    finally:
+        if not settings.verbose:
+            # Prefect logs the ephemeral server's shutdown at exit, after the redirect ended.
+            logging.getLogger("prefect").setLevel(logging.WARNING)
     if not settings.verbose:
-        # Prefect logs the ephemeral server's shutdown at exit, after the redirect has ended.
-        logging.getLogger("prefect").setLevel(logging.WARNING)
         result["log"] = str(log_path)
     return result
 

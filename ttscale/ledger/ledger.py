@@ -15,7 +15,6 @@ The staging files and the SQL that reads them are in ``staging.py``.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from ttscale import tempfiles
 from ttscale.errors import LedgerError
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import (
@@ -199,7 +199,7 @@ class Ledger:
         questions: Sequence[Question] = (),
         bad_rows: Sequence[BadRow] = (),
     ) -> tuple[int, int]:
-        with tempfile.TemporaryDirectory(prefix=f"ttscale-ingest-{os.getpid()}-") as tmp_dir:
+        with tempfile.TemporaryDirectory(prefix=tempfiles.prefix("ingest")) as tmp_dir:
             tmp = Path(tmp_dir)
             # Stage everything first (reading the parts may be slow), then one short transaction.
             units_path, items_path, bad_path = tmp / "units.jsonl", tmp / "items.jsonl", tmp / "bad"

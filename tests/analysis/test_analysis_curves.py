@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -34,10 +36,37 @@ def test_bootstrap_is_paired_across_configs() -> None:
 
 
 def test_missing_outcomes_are_left_out_of_the_mean() -> None:
+    # Column 1 has a missing outcome for item 0 and 1.0 for items 1 and 2. Left out of the mean,
+    # every replicate that drew item 1 or 2 is exactly 1.0; counted as wrong (0), any replicate
+    # that also drew item 0 would fall below 1.
     correct = np.array([[1.0, np.nan], [0.0, 1.0], [1.0, 1.0]])
     present = ~np.isnan(correct)
     (reps,) = cluster_bootstrap_means([correct], present, 2000, seed=0)
-    assert np.nanmax(reps[:, 1]) == 1.0
+    drawn = reps[:, 1][~np.isnan(reps[:, 1])]
+    assert drawn.size > 0 and (drawn == 1.0).all()
+    # Only a resample of item 0 three times has no outcome: P = (1/3)^3 = 1/27.
+    assert np.isnan(reps[:, 1]).mean() == pytest.approx(1 / 27, abs=0.02)
+    # Column 0 is complete: its replicates are means over 3 draws, k/3, centred on 2/3.
+    assert np.isin(np.round(reps[:, 0] * 3), [0, 1, 2, 3]).all()
+    assert reps[:, 0].mean() == pytest.approx(2 / 3, abs=0.02)
+
+
+def test_bootstrap_mean_with_a_missing_outcome_matches_exact_enumeration() -> None:
+    # 4 items, item 0 missing. The bootstrap's expectation is the average, over all 4^4 equally
+    # likely draws, of the mean over the drawn *present* items (draws of only item 0 have none).
+    values = [None, 1.0, 0.0, 1.0]
+    exact = []
+    for draw in itertools.product(range(4), repeat=4):
+        kept = [values[i] for i in draw if values[i] is not None]
+        if kept:
+            exact.append(sum(kept) / len(kept))
+    expected = sum(exact) / len(exact)
+    assert expected == pytest.approx(0.6667, abs=0.01)  # not 0.5, the mean with item 0 as wrong
+    correct = np.array([[np.nan], [1.0], [0.0], [1.0]])
+    (reps,) = cluster_bootstrap_means([correct], ~np.isnan(correct), 20_000, seed=5)
+    # Standard error of the replicate mean: < 0.5 / sqrt(20,000) ≈ 0.0035.
+    assert np.nanmean(reps[:, 0]) == pytest.approx(expected, abs=0.012)
+    assert np.isnan(reps[:, 0]).mean() == pytest.approx(1 / 256, abs=0.002)
 
 
 def test_pricing_by_tokens_and_by_gpu_hour() -> None:

@@ -35,7 +35,10 @@ def test_fit_on_token_budgets_uses_kilotokens() -> None:
     fit = fit_strategy("budget_forcing", budgets, correct, items, epsilon=0.01)
     assert fit is not None and fit.kind == "sequential"
     assert fit.p == pytest.approx(0.5, abs=0.01)
-    assert fit.saturation_point == 1000 * saturation_point(fit.f_max, fit.p, 0.01)
+    # Per kilotoken: ⌈ln(ε / (F_max·p)) / ln(1 − p)⌉ = ⌈ln(0.01 / 0.3) / ln 0.5⌉ = ⌈4.91⌉ = 5.
+    assert fit.saturation_point == 5000
+    by_hand = math.ceil(math.log(0.01 / (fit.f_max * fit.p)) / math.log(1 - fit.p))
+    assert fit.saturation_point == 1000 * by_hand
 
 
 def test_known_saturation_point_is_recovered_from_a_ledger(tmp_path) -> None:
@@ -48,7 +51,7 @@ def test_known_saturation_point_is_recovered_from_a_ledger(tmp_path) -> None:
     write_synthetic_ledger(con, spec)
     report = build_report(con, spec.run_id, ReportSettings(epsilon=0.01))
     (fit,) = report.slices[0].saturation
-    true_n_star = saturation_point(0.8, 0.3, 0.01)
+    true_n_star = 9  # ⌈ln(0.01 / 0.24) / ln 0.7⌉ = ⌈8.91⌉, as in test_saturation_point_closed_form
     assert abs(fit.saturation_point - true_n_star) <= 1
     assert fit.f_max == pytest.approx(0.8, abs=0.03)
     assert not math.isnan(fit.deviance)

@@ -159,10 +159,12 @@ def test_length_stop_and_seed(served: OpenAICompatibleEngine) -> None:
 
 
 @pytest.mark.slow
-def test_continuation_and_concurrency(served: OpenAICompatibleEngine) -> None:
+def test_continuation_and_concurrency(served: OpenAICompatibleEngine, tiny_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
     prompt = served.chat_prompt(QUESTION)
 
-    async def scenario() -> list[Any]:
+    async def scenario() -> tuple[Any, list[Any]]:
         spec = SamplingSpec(max_tokens=8, temperature=1.0, seed=1)
         (first,) = (await served.generate(prompt, spec)).completions
         extended = prompt + list(first.token_ids) + served.encode(" Wait")
@@ -170,12 +172,19 @@ def test_continuation_and_concurrency(served: OpenAICompatibleEngine) -> None:
             served.generate(extended, SamplingSpec(max_tokens=16, temperature=1.0, n=2, seed=i))
             for i in range(16)
         ]
-        return await asyncio.gather(*many)
+        return first, await asyncio.gather(*many)
 
-    generations = _run(served, scenario())
+    first, generations = _run(served, scenario())
     assert len(generations) == 16
     assert all(len(g.completions) == 2 for g in generations)
-    assert len({g.prompt_tokens for g in generations}) == 1
+    # The server's prompt count, once per request (not per completion), is the model
+    # tokenizer's own count: chat template + the first completion's tokens + " Wait".
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    chat = tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True, tokenize=False)
+    chat_ids = tokenizer.encode(chat, add_special_tokens=False)
+    wait = tokenizer.encode(" Wait", add_special_tokens=False)
+    expected = len(chat_ids) + len(first.token_ids) + len(wait)
+    assert [g.prompt_tokens for g in generations] == [expected] * 16
 
 
 @pytest.mark.slow

@@ -100,15 +100,37 @@ def test_a_unit_lands_whole_or_not_at_all(tmp_path: Path) -> None:
 
 
 def test_cost_accuracy_view(tmp_path: Path) -> None:
+    records = _records()
     with _open(tmp_path) as ledger:
-        ledger.ingest_units([("p", _records())])
+        ledger.ingest_units([("p", records)])
         _, rows = ledger.query(
-            "SELECT strategy, budget, items, accuracy FROM cost_accuracy ORDER BY strategy, budget"
+            "SELECT strategy, budget, items, accuracy, mean_completion_tokens, "
+            "total_completion_tokens, mean_prompt_tokens "
+            "FROM cost_accuracy ORDER BY strategy, budget"
         )
-    assert [(r[0], r[1], r[2]) for r in rows] == [
+    # By hand from the ingested records: per (strategy, budget), the share of correct items and
+    # the mean over items of each item's summed completion (and prompt) tokens over its calls.
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for record in records:
+        groups.setdefault((record["strategy"], record["budget"]), []).append(record)
+    expected = []
+    for (strategy, budget), group in sorted(groups.items()):
+        completion = [sum(c["completion_tokens"] for c in r["calls"]) for r in group]
+        prompt = [sum(c["prompt_tokens"] for c in r["calls"]) for r in group]
+        right = sum(1 for r in group if r["correct"])
+        expected.append(
+            (strategy, budget, len(group), right / len(group), sum(completion) / len(group),
+             sum(completion), sum(prompt) / len(group))
+        )  # fmt: skip
+    assert [(e[0], e[1], e[2]) for e in expected] == [
         ("budget_forcing", 16, 3), ("budget_forcing", 64, 3), ("majority", 1, 3), ("majority", 3, 3),
     ]  # fmt: skip
-    assert all(0.0 <= r[3] <= 1.0 for r in rows)
+    # The scripted engine at accuracy 0.5 makes these differ between groups (not all 0 or 1).
+    assert len({e[3] for e in expected}) > 1 and len({e[4] for e in expected}) == 4
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected, strict=True):
+        assert tuple(row[:3]) == want[:3]
+        assert tuple(row[3:]) == pytest.approx(want[3:], rel=1e-9), want[:2]
 
 
 def test_read_only_ledger(tmp_path: Path) -> None:

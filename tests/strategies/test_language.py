@@ -29,11 +29,30 @@ def test_all_levers_reach_the_prompts() -> None:
     assert "<|system|>" in first and "Think and answer only in German." in first
     assert first.endswith(THINKING_PREFIX["de"])
     assert extension.endswith(" Warte")
-    assert record["answered_language"] == detect_language(
-        "".join(c["completion_text"] for c in record["calls"] if c["phase"] != "answer")
-        + "\n"
-        + record["calls"][-1]["completion_text"]
-    )
+    # The scripted model ignores the forcing and thinks in English filler ("so", "then", ...):
+    # the detected language is the one written, not the one asked for (nor the German prefix).
+    thinking = [c["completion_text"] for c in record["calls"] if c["phase"] != "answer"]
+    assert all(text.startswith("Let me think.") for text in thinking)
+    assert record["answered_language"] == "en"
+
+
+class GermanEngine(CountingEngine):
+    """Thinks in German: "Das ist die Summe, und sie ist nicht schwer." then the answer line."""
+
+    def _script(self, prompt: str, seed: int) -> str:
+        text = super()._script(prompt, seed)
+        if prompt.rstrip().endswith("Final Answer:"):
+            return text
+        return "Das ist die Summe, und sie ist nicht schwer.\n" + text.rsplit("\n", 1)[-1]
+
+
+def test_answered_language_is_the_language_written() -> None:
+    engine = GermanEngine(accuracy=1.0)
+    config = BudgetForcingConfig(budgets_tokens=[2000], extensions=1, language_forcing="none")
+    record = run(engine, config, 2000, question(0, language="de"))
+    assert_accounted(record, engine)
+    assert record["calls"][0]["completion_text"].startswith("Das ist die Summe")
+    assert record["answered_language"] == "de"  # das, die, und, sie, ist, nicht: German
 
 
 @pytest.mark.parametrize(

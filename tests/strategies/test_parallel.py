@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 from typing import Any
 
 import httpx
@@ -41,10 +42,13 @@ def test_best_of_n_keeps_the_best_scored_sample() -> None:
     assert kept[0]["score"] == max(c["score"] for c in calls)
     assert record["final_answer"] == kept[0]["extracted_answer"]
     assert record["detail"]["chosen_sample"] == kept[0]["sample_index"]
-    for c in calls:  # the stored score is the scorer's formula on the stored numbers
+    for c in calls:
+        # The score is exp(mean token logprob), by hand from the stored numbers ...
         assert c["score"] == pytest.approx(
-            mean_logprob_score(c["cumulative_logprob"], c["completion_tokens"])
+            math.exp(c["cumulative_logprob"] / c["completion_tokens"])
         )
+        # ... and from how CountingEngine made them: mean logprob −1.5·U, U seeded by the request.
+        assert c["score"] == pytest.approx(math.exp(-1.5 * random.Random(c["seed"]).random()))
 
 
 def test_best_sample_ties_go_to_the_earliest_answered_sample() -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
+import numpy as np
 import pytest
+from scipy import optimize, stats
+from strategy_helpers import CountingEngine
 
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
@@ -103,12 +107,60 @@ def test_esc_stops_after_an_agreeing_window() -> None:
     assert capped["samples_used"] == 8
 
 
-def test_optscale_records_its_fit_and_n_star() -> None:
-    record, engine = _run(OptScaleConfig(n=[32], k=4, s_star=0.5, q=0.1), 32, accuracy=0.8)
+def _oracle_n_star(scores: list[float], s_star: float, q: float, k: int, n_max: int) -> int:
+    """N* = ⌈ln q / ln F(s*; μ̂, σ̂)⌉ clipped to [k, n_max], from the scores by scipy alone.
+
+    (μ̂, σ̂) maximise the scipy.stats.truncnorm log-likelihood on [0, 1] over μ ∈ [−10, 11],
+    σ ∈ [1e-3, 10] (Nelder-Mead on (μ, ln σ) from several starts).
+    """
+    x = np.asarray(scores)
+
+    def negative_loglik(point: np.ndarray) -> float:
+        mu, sigma = float(point[0]), math.exp(point[1])
+        a, b = -mu / sigma, (1.0 - mu) / sigma
+        return -float(stats.truncnorm.logpdf(x, a, b, loc=mu, scale=sigma).sum())
+
+    bounds = [(-10.0, 11.0), (math.log(1e-3), math.log(10.0))]
+    fits = [
+        optimize.minimize(
+            negative_loglik,
+            (m, math.log(sd)),
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20_000},
+        )
+        for m in (float(x.mean()), 0.5)
+        for sd in (0.05, 0.3)
+    ]
+    mu, log_sigma = min(fits, key=lambda fit: fit.fun).x
+    sigma = math.exp(log_sigma)
+    below = stats.truncnorm.cdf(s_star, -mu / sigma, (1.0 - mu) / sigma, loc=mu, scale=sigma)
+    if below == 0.0:  # every score is certain to exceed s*: the k drawn already suffice
+        return k
+    return min(max(math.ceil(math.log(q) / math.log(below)), k), n_max)
+
+
+@pytest.mark.parametrize(
+    ("vary", "n_star", "reason"),
+    [(False, 4, "n_star_reached"), (True, 12, "n_star_reached")],
+    ids=["equal-scores", "varied-scores"],
+)
+def test_optscale_records_its_fit_and_n_star(vary: bool, n_star: int, reason: str) -> None:
+    # Equal scores (constant logprob −0.1): all four are e^−0.1 ≈ 0.905 > s* = 0.7, σ̂ → its lower
+    # bound, F(s*) = 0 and N* = k = 4. Varied scores: the fit gives N* = 12 ≤ 32.
+    engine = CountingEngine(accuracy=0.8, vary_logprobs=vary)
+    config = OptScaleConfig(n=[32], k=4, s_star=0.7, q=0.1)
+    record = asyncio.run(
+        run_unit(engine, PROFILES["plain"], Q, Unit(config.kind, 32, config), "r", 3)
+    )
     detail = record["detail"]
     assert {"mu", "sigma", "n_star", "decision"} <= set(detail)
-    assert engine.requests == min(max(detail["n_star"], 4), 32)
-    assert record["stop_reason"] in ("n_star_reached", "cap")
+    calls = sorted(record["calls"], key=lambda c: c["sample_index"])
+    first_k = [c["score"] for c in calls[:4]]
+    assert _oracle_n_star(first_k, s_star=0.7, q=0.1, k=4, n_max=32) == n_star
+    assert detail["n_star"] == n_star
+    assert engine.requests == len(calls) == record["samples_used"] == n_star
+    assert record["stop_reason"] == reason
 
 
 def test_refinement_stops_when_the_answer_repeats() -> None:

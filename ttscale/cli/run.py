@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -129,6 +130,8 @@ def execute(request: Any) -> dict[str, Any]:
     items = len(loaded.questions[: request.max_items] if request.max_items else loaded.questions)
     total_units = items * len(expand_units(request.strategies.configs()))
     log_path = log_path_for(request)
+    # Prefect's ephemeral API server can take 20-40 s to start on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     try:
         with terminal_output(None if settings.verbose else log_path):
             result = run_with_progress(request, total_units)

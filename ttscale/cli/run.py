@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -90,6 +89,11 @@ def run_with_progress(request: Any, total_units: int) -> dict[str, Any]:
             remove_listener(on_progress)
 
 
+SMALL_SLICE_ITEMS = 10
+"""Slices with fewer items are left out of the terminal tables (their CIs span most of [0, 1]);
+the report has them all."""
+
+
 def print_results(result: dict[str, Any]) -> None:
     """The results table, the recommended cutoffs, and where everything is."""
     from rich import box
@@ -98,17 +102,29 @@ def print_results(result: dict[str, Any]) -> None:
     from ttscale.reports.headline import CUTOFF_HEADER, RESULTS_HEADER
 
     out = settings.out_console()
+    results = result["results"]
+    items = {row[0]: int(row[3]) for row in results}
+    shown = {name for name, n in items.items() if n >= SMALL_SLICE_ITEMS} or set(items)
     for title, header, rows in (
-        ("Results: accuracy with 95% bootstrap CI", RESULTS_HEADER, result["results"]),
+        ("Results: accuracy with 95% bootstrap CI", RESULTS_HEADER, results),
         ("Recommended cutoffs", CUTOFF_HEADER, result["cutoffs"]),
     ):
-        slices = {row[0] for row in rows}
-        if len(slices) == 1:  # one slice: name it once, in the title
-            title, header, rows = f"{title} ({slices.pop()})", header[1:], [r[1:] for r in rows]
+        rows = [row for row in rows if row[0] in shown]
+        if len(shown) == 1:  # one slice: name it once, in the title
+            title, header = f"{title} ({next(iter(shown))})", header[1:]
+            rows = [row[1:] for row in rows]
         table = Table(*header, title=title, title_justify="left", box=box.SIMPLE_HEAD)
         for row in rows:
             table.add_row(*row)
         out.print(table)
+    hidden = sorted(set(items) - shown)
+    if hidden:
+        out.print(
+            f"{len(hidden)} smaller slices ({', '.join(f'{h}: {items[h]}' for h in hidden)} "
+            "items) are in the report only.",
+            highlight=False,
+            soft_wrap=True,
+        )
     totals = result.get("totals", {})
     for line in (
         f"run {result['run_id']}: {result['items']} items, {result['bad_rows']} bad rows "
@@ -132,13 +148,10 @@ def execute(request: Any) -> dict[str, Any]:
     log_path = log_path_for(request)
     # Prefect's ephemeral API server can take 20-40 s to start on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    try:
-        with terminal_output(None if settings.verbose else log_path):
-            result = run_with_progress(request, total_units)
-    finally:
-        if not settings.verbose:
-            # Prefect logs the ephemeral server's shutdown at exit, after the redirect ended.
-            logging.getLogger("prefect").setLevel(logging.WARNING)
+    # The log keeps fds 1 and 2 to the end of the process: vLLM and Prefect log their shutdown
+    # at exit. Errors and results still reach the terminal through ``settings``.
+    with terminal_output(None if settings.verbose else log_path, restore=False):
+        result = run_with_progress(request, total_units)
     if not settings.verbose:
         result["log"] = str(log_path)
     return result

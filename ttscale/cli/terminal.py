@@ -38,10 +38,13 @@ def _has_fds() -> bool:
 
 
 @contextlib.contextmanager
-def terminal_output(log_path: Path | None) -> Iterator[None]:
+def terminal_output(log_path: Path | None, *, restore: bool = True) -> Iterator[None]:
     """Send fds 1 and 2 to ``log_path`` (appending) while ttscale keeps printing to the terminal.
 
-    With ``log_path=None`` (``--verbose``) nothing is redirected.
+    With ``log_path=None`` (``--verbose``) nothing is redirected. With ``restore=False`` fds 1
+    and 2 stay on the log after the block, for the rest of the process: engines and Prefect log
+    their shutdown at interpreter exit, and that belongs in the log too. ttscale's own output
+    keeps going to the terminal through ``settings``.
     """
     if log_path is None or not _has_fds():
         yield
@@ -51,21 +54,20 @@ def terminal_output(log_path: Path | None) -> Iterator[None]:
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     terminal: list[TextIO] = [
-        os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace") for fd in saved
+        os.fdopen(fd, "w", buffering=1, encoding="utf-8", errors="replace") for fd in saved
     ]
     with log_path.open("ab") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        settings.terminal = (terminal[0], terminal[1])
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+    settings.terminal = (terminal[0], terminal[1])
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if restore:
             settings.terminal = None
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             for stream in terminal:
                 stream.close()
-            for fd in saved:
-                os.close(fd)

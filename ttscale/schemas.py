@@ -19,6 +19,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from ttscale.engines.config import EngineConfig, VLLMEngineConfig
+from ttscale.errors import ConfigError
 from ttscale.strategies.strategy_set import StrategySet
 
 
@@ -103,7 +104,11 @@ class BatchRequest(BaseModel):
     # The Prefect run form of ttscale-batch is generated from this model: titles, descriptions
     # and defaults are user-facing. Defaults are values, not factories (a factory leaves no
     # default in the JSON schema, so the form would start empty); pydantic copies them.
-    model_config = ConfigDict(frozen=True, extra="forbid", title="Batch request")
+    # revalidate_instances: an instance handed to a flow (or another model) is checked again,
+    # so one built without validation cannot carry an unchecked run id into a run.
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", title="Batch request", revalidate_instances="always"
+    )
 
     input_uri: str = Field(
         ...,
@@ -187,4 +192,9 @@ class BatchRequest(BaseModel):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
     def resolved_run_id(self) -> str:
-        return self.run_id or f"run-{self.fingerprint()}"
+        """The run id: given, or derived from the fingerprint. Checked again here, because an
+        instance built without validation (``model_copy(update=...)``) skips the validator."""
+        run_id = self.run_id or f"run-{self.fingerprint()}"
+        if not re.fullmatch(RUN_ID_PATTERN, run_id):
+            raise ConfigError(f"run id {run_id!r} must match {RUN_ID_PATTERN}")
+        return run_id

@@ -126,7 +126,7 @@ def test_refused_requests_count_against_the_threshold(
         return await real(ctx, config)
 
     monkeypatch.setitem(strategies.STRATEGIES, "majority", refused)
-    with pytest.raises(UnitsFailedError, match="2 of 8 units failed.*refused"):
+    with pytest.raises(UnitsFailedError, match=r"2 of 8 units failed.*refused"):
         ttscale_batch(_request(tmp_path, write_jsonl))
     assert not (tmp_path / "out" / "ledger.duckdb").exists()
 

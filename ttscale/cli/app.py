@@ -15,6 +15,7 @@ import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ttscale.errors import TTScaleError
@@ -85,7 +86,10 @@ def main_options(
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    settings.err_console().print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # The message may quote user input (a run id, a path): never read it as markup.
+    settings.err_console().print(
+        f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(code)
 
 

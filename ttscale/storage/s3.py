@@ -148,30 +148,56 @@ class S3Store:
         except Exception as exc:
             raise _s3_error(exc, self.uri(key)) from None
 
-    @_retry_s3
     def write_bytes(
         self, key: str, data: bytes, *, content_type: str | None = None, create_only: bool = False
     ) -> None:
         extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
-        if create_only:
-            extra["IfNoneMatch"] = "*"
-        try:
-            self._call(self.uri(key), self._client.put_object, Key=key, Body=data, **extra)
-        except (ObjectExistsError, EndpointUnreachableError):
-            # Unreachable: the put never reached the server, so there is nothing to compare.
-            raise
-        except TransientStorageError:
-            # A retried create-only put may find its own earlier attempt landed; identical
-            # content means the write happened, anything else is a real conflict.
-            if create_only and self._same_content(key, data):
-                return
-            raise
+        if not create_only:
+            self._put(key, data, extra)
+            return
+        extra["IfNoneMatch"] = "*"
+        # Set once an attempt may have landed without our hearing back (a lost reply, a reset or
+        # timeout after sending). From then on, a 412 may be our own earlier write: only
+        # content that differs is a real conflict.
+        uncertain = False
 
-    def _same_content(self, key: str, data: bytes) -> bool:
+        @_retry_s3
+        def attempt() -> None:
+            nonlocal uncertain
+            try:
+                self._call(self.uri(key), self._client.put_object, Key=key, Body=data, **extra)
+            except ObjectExistsError:
+                if uncertain and self._stored(key) == data:
+                    return
+                raise
+            except EndpointUnreachableError:
+                # The put never reached the server (no connection): nothing to compare.
+                raise
+            except TransientStorageError:
+                uncertain = True
+                stored = self._stored(key)
+                if stored == data:
+                    return
+                if stored is not None:
+                    raise ObjectExistsError(f"object exists: {self.uri(key)}") from None
+                raise
+
+        attempt()
+
+    @_retry_s3
+    def _put(self, key: str, data: bytes, extra: dict[str, Any]) -> None:
+        self._call(self.uri(key), self._client.put_object, Key=key, Body=data, **extra)
+
+    def _stored(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it is not there (or cannot be read for good).
+
+        Transient read errors that outlast their retries propagate, so the caller's retry loop
+        tries the write (and the comparison) again.
+        """
         try:
-            return self.read_bytes(key) == data
+            return self.read_bytes(key)
         except StorageError:
-            return False
+            return None
 
     @_retry_s3
     def list(self, prefix: str) -> list[str]:

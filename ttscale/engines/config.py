@@ -113,6 +113,17 @@ class VLLMEngineConfig(_EngineBase):
     cpu_kv_cache_gib: int = Field(
         4, ge=1, title="KV cache (GiB)", description="CPU only: memory reserved for the KV cache."
     )
+    # Left out of serialization while off, so requests made before it existed keep their
+    # fingerprint (and run id). On, it stays in the fingerprint: a deterministic run is a
+    # separate run, not a resume of a batched one.
+    deterministic: bool = Field(
+        False,
+        title="Deterministic (slower)",
+        description="Make a whole run repeatable on the same machine and software versions: one "
+        "sequence at a time and no prefix caching, so no result depends on which requests "
+        "happened to be batched together. Much slower; samples are seeded either way.",
+        exclude_if=lambda value: value is False,
+    )
 
     @field_validator("engine_args")
     @classmethod

@@ -64,7 +64,6 @@ class VLLMEngine:
             model=str(model),
             dtype=config.dtype,  # type: ignore[arg-type]
             max_model_len=config.max_model_len,
-            max_num_seqs=config.max_num_seqs,
             max_num_batched_tokens=config.max_num_batched_tokens,
             enforce_eager=config.enforce_eager,
             gpu_memory_utilization=config.gpu_memory_utilization,
@@ -73,7 +72,7 @@ class VLLMEngine:
             distributed_executor_backend="uni" if config.tensor_parallel_size == 1 else None,
             disable_log_stats=True,
             revision=config.revision,
-            **config.engine_args,
+            **(config.engine_args | _batching_args(config)),
         )
         llm = AsyncLLM.from_engine_args(args)
         versions = {
@@ -85,6 +84,7 @@ class VLLMEngine:
             "device": device,
             "max_model_len": str(llm.model_config.max_model_len),
             "enforce_eager": str(config.enforce_eager),
+            "deterministic": str(config.deterministic),
         }
         engine = cls(llm, llm.get_tokenizer(), str(model), versions)
         # vLLM keeps a reference to this frame (captured during a lazy import); without the
@@ -167,6 +167,21 @@ class VLLMEngine:
         if isinstance(handler, asyncio.Task) and handler.get_loop() is asyncio.get_running_loop():
             await asyncio.gather(handler, return_exceptions=True)
         del llm
+
+
+def _batching_args(config: VLLMEngineConfig) -> dict[str, Any]:
+    """How vLLM may batch: as configured, or (``deterministic``) one sequence at a time.
+
+    Batched, a sequence's logits depend slightly on which other sequences share its steps (the
+    float reductions run over other shapes), so two runs of one seeded batch can drift apart.
+    With one sequence per step and no prefix caching (a cached prefix is computed in another
+    shape than a fresh prefill), every request is computed the same way in every run.
+    vLLM's own ``VLLM_BATCH_INVARIANT=1`` is not used: in vLLM 0.32 its kernels are Triton, and
+    on the CPU build the first forward pass fails with it; it is also a process-wide setting.
+    """
+    if not config.deterministic:
+        return {"max_num_seqs": config.max_num_seqs}
+    return {"max_num_seqs": 1, "enable_prefix_caching": False}
 
 
 def _sampling_params(sampling_params_cls: Any, output_kind: Any, spec: SamplingSpec) -> Any:

@@ -123,14 +123,24 @@ def _aggregate(values: list[float], how: str) -> float:
     return math.prod(values)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_vector(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_number(v) for v in value)
+
+
 class RewardModelScorer:
     """Calls ``vllm serve <reward model>``: POST /pooling or /classify, one request per score.
 
-    /pooling answers ``{"data": [{"data": v}]}``: v a number (an ORM), a list of numbers (one per
-    step) or a list of class pairs per step (a PRM such as Qwen2.5-Math-PRM; the pair's
-    ``positive_index`` entry is taken). /classify answers ``{"data": [{"probs": [...]}]}``.
-    5xx answers and transport errors are retried (bounded, jittered); 4xx and malformed answers
-    are configuration errors.
+    /pooling answers ``{"data": [{"data": v}]}``. vLLM's v is one vector for the whole sequence
+    (task ``classify``: class probabilities, or ``[score]`` for a one-label reward model), whose
+    ``positive_index`` entry is the score; or one vector per token or step (task
+    ``token_classify``, a PRM such as Qwen2.5-Math-PRM), each giving its ``positive_index`` entry,
+    aggregated by ``step_aggregate``. A bare number is taken as the score. /classify answers
+    ``{"data": [{"probs": [...]}]}``. 5xx answers and transport errors are retried (bounded,
+    jittered); 4xx and malformed answers are configuration errors.
     """
 
     name = "reward_model"
@@ -184,14 +194,22 @@ class RewardModelScorer:
         return min(max(score, 0.0), 1.0)
 
     def _values(self, raw: Any) -> list[float]:
-        if isinstance(raw, int | float):
+        """One value per step (a sequence-level output is one step)."""
+        index = self.config.positive_index
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
             return [float(raw)]
-        if self.config.endpoint == "classify":
-            return [float(raw[self.config.positive_index])]
-        if isinstance(raw, list) and raw and all(isinstance(r, list) for r in raw):
-            return [float(pair[self.config.positive_index]) for pair in raw]
-        if isinstance(raw, list) and all(isinstance(r, int | float) for r in raw):
-            return [float(r) for r in raw]
+        try:
+            if isinstance(raw, list) and raw and all(_is_number(r) for r in raw):
+                # One vector for the sequence: class probabilities, or [score] (vLLM's /classify
+                # and /pooling with task "classify"); not one number per step.
+                return [float(raw[index])]
+            if isinstance(raw, list) and raw and all(_is_vector(r) for r in raw):
+                # One vector per token or step (task "token_classify", a PRM).
+                return [float(step[index]) for step in raw]
+        except IndexError as exc:
+            raise ConfigError(
+                f"positive_index {index} is out of range for reward model output {str(raw)[:200]}"
+            ) from exc
         raise ConfigError(f"unexpected reward model output: {str(raw)[:200]}")
 
     async def score(self, question: str, completion: Completion) -> float:

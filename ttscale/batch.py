@@ -25,6 +25,7 @@ from ttscale.engines.host import engine_host
 from ttscale.errors import InputError, ObjectExistsError
 from ttscale.inputs import load_batch
 from ttscale.ledger import Ledger
+from ttscale.ledger.staging import RunRow
 from ttscale.prompts import resolve_profile
 from ttscale.runner import (
     PartWriter,
@@ -246,18 +247,18 @@ def ingest(request: BatchRequest, plan: BatchPlan, flow_run_id: str | None = Non
         for shard_prefix in plan.shard_prefixes
         for key in store.list(join_key(shard_prefix, "part-"))
     )
-    run = {
-        "run_id": plan.run_id,
-        "fingerprint": request.fingerprint(),
-        "engine": manifest["engine"],
-        "engine_kind": request.engine.kind,
-        "seed": request.seed,
-        "request": request.model_dump(mode="json"),
-        "versions": manifest["versions"],
-        "prompts": manifest["profile"],
-        "started_at": plan.started_at,
-        "flow_run_id": flow_run_id,
-    }
+    run = RunRow(
+        run_id=plan.run_id,
+        fingerprint=request.fingerprint(),
+        engine=manifest["engine"],
+        engine_kind=request.engine.kind,
+        seed=request.seed,
+        request=request.model_dump(mode="json"),
+        versions=manifest["versions"],
+        prompts=manifest["profile"],
+        started_at=plan.started_at,
+        flow_run_id=flow_run_id,
+    )
     with Ledger(request.ledger_path) as ledger:
         units, calls = ledger.ingest_run(run, questions, bad_rows, parts)
         names, rows = ledger.query(

@@ -18,6 +18,7 @@ from ttscale.errors import LedgerError
 from ttscale.ledger import Ledger
 from ttscale.ledger import ledger as ledger_module
 from ttscale.ledger.migrations import MIGRATIONS
+from ttscale.ledger.staging import RunRow
 from ttscale.prompts import PROFILES
 from ttscale.runner import expand_units, run_unit
 from ttscale.schemas import BadRow, Question
@@ -153,18 +154,18 @@ BAD_ROWS = [
 ]
 
 
-def _run(run_id: str = "r1") -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "fingerprint": "f" * 16,
-        "engine": "scripted",
-        "engine_kind": "scripted",
-        "seed": 0,
-        "request": {"input_uri": "in.jsonl"},
-        "versions": {"ttscale": "test"},
-        "prompts": {"profile": "plain"},
-        "flow_run_id": "flow-1",
-    }
+def _run(run_id: str = "r1") -> RunRow:
+    return RunRow(
+        run_id=run_id,
+        fingerprint="f" * 16,
+        engine="scripted",
+        engine_kind="scripted",
+        seed=0,
+        request={"input_uri": "in.jsonl"},
+        versions={"ttscale": "test"},
+        prompts={"profile": "plain"},
+        flow_run_id="flow-1",
+    )
 
 
 def _jsonl(records: list[dict]) -> bytes:

@@ -27,6 +27,7 @@ from ttscale.cli import app
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.ledger import Ledger
+from ttscale.ledger.staging import RunRow
 from ttscale.prompts import PROFILES
 from ttscale.runner import Unit, run_unit
 from ttscale.schemas import Question
@@ -195,8 +196,8 @@ def _make_ledger(path: Path) -> None:
 
     with Ledger(path) as led:
         led.record_run(
-            run_id="r1", fingerprint="f", engine="scripted", engine_kind="scripted", seed=0,
-            request={}, versions={}, prompts={},
+            RunRow(run_id="r1", fingerprint="f", engine="scripted", engine_kind="scripted",
+                   seed=0, request={}, versions={}, prompts={})
         )  # fmt: skip
         led.add_items("r1", questions)
         led.ingest_units([("p", asyncio.run(go()))])

@@ -34,7 +34,7 @@ from ttscale.ledger.staging import (
     ITEMS_SQL,
     RUN_SQL,
     Part,
-    run_params,
+    RunRow,
     write_bad_rows,
     write_items,
     write_units,
@@ -116,36 +116,9 @@ class Ledger:
                 raise LedgerError(f"{what} failed: {exc}") from None
             raise
 
-    def record_run(
-        self,
-        *,
-        run_id: str,
-        fingerprint: str,
-        engine: str,
-        engine_kind: str,
-        seed: int,
-        request: dict[str, Any],
-        versions: dict[str, Any],
-        prompts: dict[str, Any],
-        started_at: datetime | None = None,
-        flow_run_id: str | None = None,
-    ) -> None:
+    def record_run(self, run: RunRow) -> None:
         """Add the run's row once (status ``ingested``); a resumed run keeps its first row."""
-        self.con.execute(
-            RUN_SQL,
-            run_params(
-                run_id=run_id,
-                fingerprint=fingerprint,
-                engine=engine,
-                engine_kind=engine_kind,
-                seed=seed,
-                request=request,
-                versions=versions,
-                prompts=prompts,
-                started_at=started_at,
-                flow_run_id=flow_run_id,
-            ),
-        )
+        self.con.execute(RUN_SQL, run.params())
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Record how the run ended (``completed`` or ``failed``) and when."""
@@ -174,20 +147,20 @@ class Ledger:
 
     def ingest_run(
         self,
-        run: dict[str, Any],
+        run: RunRow,
         questions: Sequence[Question],
         bad_rows: Sequence[BadRow],
         parts: Iterable[Part],
     ) -> tuple[int, int]:
         """Ingest a whole run in one transaction: its row, items, bad rows and every unit.
 
-        ``run`` holds ``record_run``'s keyword arguments; ``parts`` are the shards' part objects
+        ``run`` is the run's row; ``parts`` are the shards' part objects
         ``(key, JSONL bytes or records)``, read once as they are iterated. Either all of it lands
         or, on any error, none of it (and a re-run ingests it whole). Idempotent: returns
         (units added, calls added), (0, 0) when the run is already in the ledger.
         """
         return self._ingest(
-            parts, run_id=run["run_id"], run=run, questions=questions, bad_rows=bad_rows
+            parts, run_id=run.run_id, run=run, questions=questions, bad_rows=bad_rows
         )
 
     def _ingest(
@@ -195,7 +168,7 @@ class Ledger:
         parts: Iterable[Part],
         *,
         run_id: str | None = None,
-        run: dict[str, Any] | None = None,
+        run: RunRow | None = None,
         questions: Sequence[Question] = (),
         bad_rows: Sequence[BadRow] = (),
     ) -> tuple[int, int]:
@@ -214,7 +187,7 @@ class Ledger:
             try:
                 with self._transaction("ingest"):
                     if run is not None:
-                        self.con.execute(RUN_SQL, run_params(**run))
+                        self.con.execute(RUN_SQL, run.params())
                     if questions:
                         self.con.execute(ITEMS_SQL, [run_id, str(items_path)])
                     if bad_rows:

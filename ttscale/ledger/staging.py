@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,35 +147,39 @@ def _write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:
         out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
 
-def run_params(
-    *,
-    run_id: str,
-    fingerprint: str,
-    engine: str,
-    engine_kind: str,
-    seed: int,
-    request: dict[str, Any],
-    versions: dict[str, Any],
-    prompts: dict[str, Any],
-    started_at: datetime | None = None,
-    flow_run_id: str | None = None,
-) -> list[Any]:
-    from importlib.metadata import version
+@dataclass(frozen=True)
+class RunRow:
+    """A run's row in ``runs`` as ingest first writes it (status ``ingested``)."""
 
-    return [
-        run_id,
-        datetime.now(UTC),
-        fingerprint,
-        engine,
-        engine_kind,
-        seed,
-        json.dumps(request),
-        json.dumps(versions),
-        json.dumps(prompts),
-        started_at,
-        flow_run_id,
-        version("ttscale"),
-    ]
+    run_id: str
+    fingerprint: str
+    engine: str
+    engine_kind: str
+    seed: int
+    request: dict[str, Any]
+    versions: dict[str, Any]
+    prompts: dict[str, Any]
+    started_at: datetime | None = None
+    flow_run_id: str | None = None
+
+    def params(self) -> list[Any]:
+        """The parameters of ``RUN_SQL``, in its column order."""
+        from importlib.metadata import version
+
+        return [
+            self.run_id,
+            datetime.now(UTC),
+            self.fingerprint,
+            self.engine,
+            self.engine_kind,
+            self.seed,
+            json.dumps(self.request),
+            json.dumps(self.versions),
+            json.dumps(self.prompts),
+            self.started_at,
+            self.flow_run_id,
+            version("ttscale"),
+        ]
 
 
 def write_items(path: Path, questions: Sequence[Question]) -> None:

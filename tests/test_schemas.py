@@ -17,7 +17,7 @@ from ttscale.strategies.config import (
     BestOfNConfig,
     BudgetForcingConfig,
     MajorityConfig,
-    SelfCertaintyScorerConfig,
+    RewardModelScorerConfig,
 )
 from ttscale.strategies.strategy_set import StrategySet
 
@@ -183,13 +183,18 @@ def test_plain_unions_pick_the_member_by_kind() -> None:
         {
             "input_uri": "in.jsonl",
             "engine": {"kind": "openai", "base_url": "http://vllm:8000/v1", "model": "m"},
-            "strategies": [{"kind": "best_of_n", "scorer": {"kind": "self_certainty"}}],
+            "strategies": [
+                {
+                    "kind": "best_of_n",
+                    "scorer": {"kind": "reward_model", "base_url": "http://rm:8000", "model": "rm"},
+                }
+            ],
         }
     )
     assert request.engine.kind == "openai"
     (best_of_n,) = request.strategies.configs()
     assert isinstance(best_of_n, BestOfNConfig)
-    assert isinstance(best_of_n.scorer, SelfCertaintyScorerConfig)
+    assert isinstance(best_of_n.scorer, RewardModelScorerConfig)
     assert BatchRequest(input_uri="in.jsonl").engine == VLLMEngineConfig()
     assert BatchRequest.model_validate({"input_uri": "x", "max_items": None}).max_items is None
     with pytest.raises(ValidationError, match="greater than or equal to 1"):

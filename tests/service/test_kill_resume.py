@@ -14,6 +14,7 @@ from service_helpers import (
     UNITS_PER_ITEM,
     decisions_per_item,
     ledger_totals,
+    scaled,
     scripted_request,
     write_questions,
 )
@@ -52,7 +53,7 @@ def test_sigkill_mid_shard_then_resume_counts_every_token_once(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 45
+        deadline = time.monotonic() + scaled(45)
         while not _parts_and_done(killed_out)[0]:
             assert worker.poll() is None, "the batch ended before the kill"
             assert time.monotonic() < deadline, "no part object appeared"

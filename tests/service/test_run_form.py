@@ -29,6 +29,7 @@ from service_helpers import scaled, stop, wait_until, write_questions
 from ttscale.engines.config import TEST_ENGINES_ENV
 
 REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = os.environ.get("TTSCALE_SCREENSHOTS")
 ITEMS = 2
 DEFAULT_UNITS_PER_ITEM = 7
 """The form's default strategies: majority N ∈ {1, 2, 4, 8}, budget forcing B ∈ {64, 128, 256}."""
@@ -293,7 +294,9 @@ def test_run_form_shows_choices_with_defaults_and_submits_a_run(
         # Turning a strategy on shows its fields filled, a scorer choice included.
         form.choose("Best-of-N", "Best-of-N")
         browser.wait_for(f"({FIELD})('Scorer') !== null", 10)
-        assert form.tabs("Scorer")["Mean token probability"] is True
+        assert form.tabs("Scorer") == {"Mean token probability": True, "Reward model server": False}
+        if SCREENSHOTS:  # TTSCALE_SCREENSHOTS=docs refreshes the README's pictures
+            browser.screenshot(Path(SCREENSHOTS) / "run-form-best-of-n.png")
         form.choose("Best-of-N", "Off")
 
         questions = write_questions(tmp_path / "q.jsonl", ITEMS)

@@ -17,14 +17,12 @@ from ttscale.errors import ConfigError
 from ttscale.strategies.config import (
     BestOfNConfig,
     RewardModelScorerConfig,
-    SelfCertaintyScorerConfig,
     WeightedVoteConfig,
 )
 from ttscale.strategies.parallel import best_sample
 from ttscale.strategies.sampling import Sample
 from ttscale.strategies.scorers import (
     RewardModelScorer,
-    SelfCertaintyScorer,
     make_scorer,
     mean_logprob_score,
     self_certainty,
@@ -89,12 +87,6 @@ def test_self_certainty_formula() -> None:
     assert self_certainty([[math.log(x) for x in p]], 4) == pytest.approx(expected)
     # Top-2 of the same distribution: the rest is spread evenly, which here is exact.
     assert self_certainty([[math.log(0.7), math.log(0.1)]], 4) == pytest.approx(expected)
-
-
-def test_self_certainty_scorer_refuses_without_top_logprobs() -> None:
-    scorer = SelfCertaintyScorer(SelfCertaintyScorerConfig())
-    with pytest.raises(ConfigError, match="top-k"):
-        asyncio.run(scorer.score("q", Completion("x", (1,), "stop", None, -0.1, (-0.1,))))
 
 
 def _completion(text: str = "Step 1.\n\nFinal Answer: 4") -> Completion:

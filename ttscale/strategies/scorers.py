@@ -3,7 +3,8 @@
 - ``mean_logprob``: exp(mean token logprob), the geometric-mean token probability; needs only
   what every engine returns (works on CPU).
 - ``self_certainty`` (Kang et al. 2025, arXiv 2502.18581): mean KL(uniform ‖ p_i) over
-  positions; needs top-k logprobs per position, which the engines do not return yet.
+  positions. Only its formula is here: it needs top-k logprobs per position, which the engines
+  do not return yet, so no scorer of that kind is offered.
 - ``reward_model``: an outcome or process reward model behind ``vllm serve`` (pooling runner),
   called over HTTP with httpx.
 """
@@ -29,7 +30,6 @@ from ttscale.strategies.config import (
     MeanLogprobScorerConfig,
     RewardModelScorerConfig,
     ScorerConfig,
-    SelfCertaintyScorerConfig,
 )
 
 SCORER_RETRY_ATTEMPTS = 4
@@ -83,29 +83,6 @@ class MeanLogprobScorer:
 
     async def score(self, question: str, completion: Completion) -> float:
         return mean_logprob_score(completion.cumulative_logprob, completion.num_tokens)
-
-    async def aclose(self) -> None:
-        return None
-
-
-class SelfCertaintyScorer:
-    """Self-certainty squashed to [0, 1] as 1 − exp(−SC) (SC ≥ 0, monotone)."""
-
-    name = "self_certainty"
-
-    def __init__(self, config: SelfCertaintyScorerConfig) -> None:
-        self.config = config
-
-    async def score(self, question: str, completion: Completion) -> float:
-        # Completions carry only the sampled token's logprob today; an engine that adds
-        # per-position top-k logprobs exposes them under this name.
-        top = getattr(completion, "token_top_logprobs", None)
-        if not top:
-            raise ConfigError(
-                "self_certainty needs per-position top-k logprobs, which this engine does not "
-                "return; use the mean_logprob or reward_model scorer"
-            )
-        return 1.0 - math.exp(-self_certainty(top, self.config.vocab_size))
 
     async def aclose(self) -> None:
         return None
@@ -237,7 +214,6 @@ class RewardModelScorer:
 
 SCORERS: dict[str, Callable[[Any], Scorer]] = {
     "mean_logprob": MeanLogprobScorer,
-    "self_certainty": SelfCertaintyScorer,
     "reward_model": RewardModelScorer,
 }
 

@@ -6,26 +6,16 @@ recoverable errors are retried.
 
 from __future__ import annotations
 
-import os
-import re
-import threading
-import time
 from pathlib import Path
 from typing import Any, cast
-from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.artifacts import ProgressArtifact, publish_artifacts
+from flows.run_state import run_name, supersede_stale_runs, tag_run
 from ttscale import batch, tempfiles
 from ttscale.errors import (
     ConfigError,
@@ -36,18 +26,10 @@ from ttscale.errors import (
 )
 from ttscale.progress import ShardProgress, add_listener, remove_listener
 from ttscale.reports.headline import (
-    CUTOFF_HEADER,
-    RESULTS_HEADER,
     cutoff_rows,
-    markdown_table,
     results_rows,
 )
-from ttscale.reports.markdown import render_markdown
 from ttscale.schemas import BatchRequest
-from ttscale.storage import browser_link
-
-REPORT_LINK_EXPIRES_S = int(os.environ.get("TTSCALE_REPORT_LINK_EXPIRES_S", str(7 * 24 * 3600)))
-"""How long the report's presigned S3 link stays valid (S3 allows at most 7 days)."""
 
 
 def _recoverable(task: Any, task_run: Any, state: Any) -> bool:
@@ -140,86 +122,6 @@ def report(request: BatchRequest, plan: batch.BatchPlan) -> batch.PublishedRepor
     return batch.publish_report(request, plan)
 
 
-def _run_name() -> str:
-    """Name each flow run after its ttscale run id, so the UI and the ledger agree."""
-    from prefect.runtime import flow_run
-
-    request = flow_run.parameters.get("request")
-    if not isinstance(request, BatchRequest):
-        request = BatchRequest.model_validate(request)
-    return request.resolved_run_id()
-
-
-def _tag_run(request: BatchRequest) -> None:
-    """Tag this flow run with its model and strategies (filterable in the UI)."""
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
-    from ttscale.engines import model_name
-
-    tags = {f"model:{model_name(request.engine)}"[:100], f"engine:{request.engine.kind}"}
-    tags |= {f"strategy:{kind}" for kind in sorted({u.strategy for u in expand_units(request)})}
-    try:
-        with get_client(sync_client=True) as client:
-            client.update_flow_run(flow_run.id, tags=sorted(set(flow_run.tags) | tags))
-    except Exception as exc:  # tags help people find runs; their absence must not fail one
-        get_run_logger().warning("could not tag the flow run: %s", exc)
-
-
-def _supersede_stale_runs(request: BatchRequest) -> None:
-    """Mark Crashed the earlier flow runs of this ttscale run that Prefect still has as running.
-
-    A run killed outright (SIGKILL, a lost machine) never reports its end, so Prefect shows it
-    RUNNING (or PENDING) forever. Running the same request again resumes that ttscale run under
-    the same name, in a new flow run: the old ones are stale, and this one says so.
-
-    Prefect gives no heartbeat here to tell a dead run from a live one. If a run of the same
-    request is really still going elsewhere (a concurrent duplicate, which nobody should start),
-    it is marked Crashed too: the resumed run wins. Both then work from the same checkpointed
-    parts, so some units may be generated twice, but the ledger ingest is idempotent per unit and
-    counts none of them twice.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterId,
-        FlowRunFilterName,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-    from prefect.runtime import flow_run
-    from prefect.states import Crashed
-
-    logger = get_run_logger()
-    this_run = UUID(str(flow_run.id))
-    try:
-        with get_client(sync_client=True) as client:
-            stale = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[str(flow_run.flow_name)])),
-                flow_run_filter=FlowRunFilter(
-                    id=FlowRunFilterId(not_any_=[this_run]),
-                    name=FlowRunFilterName(any_=[request.resolved_run_id()]),
-                    state=FlowRunFilterState(
-                        type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
-                    ),
-                ),
-            )
-            for run in stale:
-                message = f"superseded: the same ttscale run resumed in flow run {this_run}"
-                client.set_flow_run_state(run.id, state=Crashed(message=message), force=True)
-                logger.warning(
-                    "flow run %s (%s) was left %s: marked Crashed",
-                    run.id,
-                    run.name,
-                    run.state_type.value if run.state_type else "in no state",
-                )
-    except Exception as exc:  # bookkeeping of earlier runs must not fail this one
-        logger.warning("could not check for stale runs of %s: %s", request.resolved_run_id(), exc)
-
-
 def _remove_stale_temporaries() -> None:
     """Remove temporary folders that killed ttscale processes left behind (see ``tempfiles``)."""
     try:
@@ -239,54 +141,10 @@ def expand_units(request: BatchRequest) -> list[Any]:
     return expand(request.strategies.configs())
 
 
-class _ProgressArtifact:
-    """A Prefect progress artifact (units done of total) whose description carries the tokens.
-
-    Updated at most every ``every_s`` seconds: the UI polls, and each update is an API call.
-    """
-
-    def __init__(self, run_id: str, total_units: int, every_s: float = 5.0) -> None:
-        self.total = max(total_units, 1)
-        self.every_s = every_s
-        self.units = self.tokens = 0
-        self._last = 0.0
-        self._lock = threading.Lock()
-        # Called from a sync flow, so it returns the id (its type also admits a coroutine).
-        self.artifact_id = cast(
-            UUID,
-            create_progress_artifact(
-                0.0, key=artifact_key("progress", run_id), description=self._description()
-            ),
-        )
-
-    def _description(self) -> str:
-        return f"{self.units:,} of {self.total:,} units · {self.tokens:,} completion tokens"
-
-    def __call__(self, units: int, tokens: int) -> None:
-        with self._lock:
-            self.units += units
-            self.tokens += tokens
-            now = time.monotonic()
-            if now - self._last < self.every_s and self.units < self.total:
-                return
-            self._last = now
-            self.flush()
-
-    def flush(self) -> None:
-        update_progress_artifact(
-            self.artifact_id, 100.0 * min(self.units, self.total) / self.total, self._description()
-        )
-
-
-def artifact_key(kind: str, run_id: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9-]", "-", f"{kind}-{run_id}".lower())
-
-
 # Each remote shard run is awaited by one thread; workers and the GPU limit cap the real work.
 @flow(
     name="ttscale-batch",
-    flow_run_name=_run_name,
+    flow_run_name=run_name,
     log_prints=True,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=64)),
     **NO_RESULTS,
@@ -294,8 +152,8 @@ def artifact_key(kind: str, run_id: str) -> str:
 def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
     """Run one batch of questions through every strategy and budget, then publish its report."""
     logger = get_run_logger()
-    _supersede_stale_runs(request)
-    _tag_run(request)
+    supersede_stale_runs(request)
+    tag_run(request)
     _remove_stale_temporaries()
     plan = plan_batch(request)
     logger.info(
@@ -303,7 +161,7 @@ def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
         plan.run_id, plan.items, len(plan.shard_prefixes), plan.bad_rows, plan.errors_uri,
     )  # fmt: skip
     units_per_item = len(expand_units(request))
-    progress = _ProgressArtifact(plan.run_id, plan.items * units_per_item)
+    progress = ProgressArtifact(plan.run_id, plan.items * units_per_item)
     if request.shard_deployment:
         futures = [run_shard_deployment.submit(request, p) for p in plan.shard_prefixes]
         shards = zip(plan.shard_prefixes, plan.shard_items, futures, strict=True)
@@ -326,7 +184,7 @@ def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
     _check_unit_failures(request, plan, plan.items * units_per_item)
     ingested = ingest(request, plan)
     published = report(request, plan)
-    _publish_artifacts(plan, published)
+    publish_artifacts(plan, published)
     return {
         "run_id": plan.run_id,
         "items": plan.items,
@@ -363,51 +221,6 @@ def _check_unit_failures(request: BatchRequest, plan: batch.BatchPlan, total_uni
     if errored:
         get_run_logger().warning(
             "%d of %d units failed (%d retryable); reported apart", errored, total_units, retryable
-        )
-
-
-def _publish_artifacts(plan: batch.BatchPlan, published: batch.PublishedReport) -> None:
-    """The report as a Markdown artifact (headline tables inline), and the cutoffs as a table."""
-    report, uris = published.report, published.uris
-    link = browser_link(uris["html"], REPORT_LINK_EXPIRES_S) if "html" in uris else None
-    where = (
-        f"[Open the HTML report]({link}) (link valid {REPORT_LINK_EXPIRES_S // 3600} h)"
-        if link
-        else f"Full report: `{uris.get('html', uris['markdown'])}` (Markdown below)"
-    )
-    headline = "\n\n".join([
-        f"# ttscale run {plan.run_id}",
-        f"{plan.items} items, {plan.bad_rows} bad rows. {where}",
-        "## Results\n\n" + markdown_table(RESULTS_HEADER, results_rows(report)),
-        "## Recommended cutoffs\n\n" + markdown_table(CUTOFF_HEADER, cutoff_rows(report)),
-    ])  # fmt: skip
-    create_markdown_artifact(
-        key=artifact_key("report", plan.run_id),
-        markdown=headline + "\n\n---\n\n" + render_markdown(report),
-        description=f"ttscale report for {plan.run_id}",
-    )
-    create_table_artifact(
-        key=artifact_key("recommendations", plan.run_id),
-        table=[
-            {
-                "dataset": s.dataset,
-                "language": s.language,
-                "rule": r.rule,
-                "strategy": r.strategy,
-                "budget": r.budget,
-                "accuracy": round(r.accuracy, 4),
-                "tokens_per_item": round(r.mean_completion_tokens, 1),
-                "plateau_reached": r.plateau_reached,
-                "capped_by_decline": r.capped_by_decline,
-            }
-            for s in report.slices
-            for r in s.recommendations
-        ],
-        description=f"Recommended budget cutoffs per slice, run {plan.run_id}",
-    )
-    if link:
-        create_link_artifact(
-            key=artifact_key("report-html", plan.run_id), link=link, link_text="HTML report"
         )
 
 

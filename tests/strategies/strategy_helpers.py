@@ -86,3 +86,37 @@ def assert_accounted(record: dict[str, Any], engine: CountingEngine) -> None:
         assert c["completion_tokens"] == c["thinking_tokens"] + c["answer_tokens"]
     keys = [(c["sample_index"], c["call_index"]) for c in calls]
     assert len(set(keys)) == len(keys)
+
+
+def truncnorm_mle(scores: Sequence[float]) -> tuple[float, float]:
+    """(μ̂, σ̂) of TruncNormal(μ, σ) on [0, 1], fitted by scipy alone: an oracle for OptScale.
+
+    Maximises scipy.stats.truncnorm's log-likelihood over μ ∈ [−10, 11], σ ∈ [1e-3, 10]
+    (Nelder-Mead on (μ, ln σ) from several starts), independently of ttscale's own fit.
+    """
+    import math
+
+    import numpy as np
+    from scipy import optimize, stats
+
+    x = np.asarray(scores)
+
+    def negative_loglik(point: np.ndarray) -> float:
+        mu, sigma = float(point[0]), math.exp(point[1])
+        a, b = -mu / sigma, (1.0 - mu) / sigma
+        return -float(stats.truncnorm.logpdf(x, a, b, loc=mu, scale=sigma).sum())
+
+    bounds = [(-10.0, 11.0), (math.log(1e-3), math.log(10.0))]
+    fits = [
+        optimize.minimize(
+            negative_loglik,
+            (start, math.log(sd)),
+            method="Nelder-Mead",
+            bounds=bounds,
+            options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20_000},
+        )
+        for start in (float(x.mean()), 0.5)
+        for sd in (0.05, 0.3)
+    ]
+    mu, log_sigma = min(fits, key=lambda fit: fit.fun).x
+    return float(mu), math.exp(float(log_sigma))

@@ -6,10 +6,9 @@ import asyncio
 import math
 from typing import Any
 
-import numpy as np
 import pytest
-from scipy import optimize, stats
-from strategy_helpers import CountingEngine
+from scipy import stats
+from strategy_helpers import CountingEngine, truncnorm_mle
 
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
@@ -113,27 +112,7 @@ def _oracle_n_star(scores: list[float], s_star: float, q: float, k: int, n_max: 
     (μ̂, σ̂) maximise the scipy.stats.truncnorm log-likelihood on [0, 1] over μ ∈ [−10, 11],
     σ ∈ [1e-3, 10] (Nelder-Mead on (μ, ln σ) from several starts).
     """
-    x = np.asarray(scores)
-
-    def negative_loglik(point: np.ndarray) -> float:
-        mu, sigma = float(point[0]), math.exp(point[1])
-        a, b = -mu / sigma, (1.0 - mu) / sigma
-        return -float(stats.truncnorm.logpdf(x, a, b, loc=mu, scale=sigma).sum())
-
-    bounds = [(-10.0, 11.0), (math.log(1e-3), math.log(10.0))]
-    fits = [
-        optimize.minimize(
-            negative_loglik,
-            (m, math.log(sd)),
-            method="Nelder-Mead",
-            bounds=bounds,
-            options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20_000},
-        )
-        for m in (float(x.mean()), 0.5)
-        for sd in (0.05, 0.3)
-    ]
-    mu, log_sigma = min(fits, key=lambda fit: fit.fun).x
-    sigma = math.exp(log_sigma)
+    mu, sigma = truncnorm_mle(scores)
     below = stats.truncnorm.cdf(s_star, -mu / sigma, (1.0 - mu) / sigma, loc=mu, scale=sigma)
     if below == 0.0:  # every score is certain to exceed s*: the k drawn already suffice
         return k

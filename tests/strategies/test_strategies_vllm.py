@@ -33,9 +33,9 @@ from types import ModuleType
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from scipy import optimize, special, stats
+from scipy import special, stats
+from strategy_helpers import truncnorm_mle
 
 from ttscale.engines.base import Generation, SamplingSpec
 from ttscale.grading import canonical_answer
@@ -344,26 +344,7 @@ def _truncnorm_n_star(scores: Sequence[float], s_star: float, q: float) -> float
     (μ̂, σ̂) maximise scipy.stats.truncnorm's log-likelihood on [0, 1] over μ ∈ [−10, 11],
     σ ∈ [1e-3, 10] (Nelder-Mead on (μ, ln σ) from several starts).
     """
-    x = np.asarray(scores)
-
-    def negative_loglik(point: np.ndarray) -> float:
-        mu, sigma = float(point[0]), math.exp(point[1])
-        return -float(stats.truncnorm.logpdf(x, -mu / sigma, (1 - mu) / sigma, mu, sigma).sum())
-
-    bounds = [(-10.0, 11.0), (math.log(1e-3), math.log(10.0))]
-    fits = [
-        optimize.minimize(
-            negative_loglik,
-            (start, math.log(sd)),
-            method="Nelder-Mead",
-            bounds=bounds,
-            options={"xatol": 1e-10, "fatol": 1e-13, "maxiter": 20_000},
-        )
-        for start in (float(x.mean()), 0.5)
-        for sd in (0.05, 0.3)
-    ]
-    mu, log_sigma = min(fits, key=lambda fit: fit.fun).x
-    sigma = math.exp(log_sigma)
+    mu, sigma = truncnorm_mle(scores)
     below = float(stats.truncnorm.cdf(s_star, -mu / sigma, (1 - mu) / sigma, mu, sigma))
     if below <= 0.0:
         return 0.0

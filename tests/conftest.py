@@ -62,6 +62,44 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def scripted_ledger() -> Callable[[Path], Path]:
+    """Builds a small real ledger: run r1, 4 questions, majority@8 on the scripted engine."""
+
+    def build(path: Path) -> Path:
+        import asyncio
+
+        from ttscale.engines.config import ScriptedEngineConfig
+        from ttscale.engines.scripted import ScriptedEngine
+        from ttscale.ledger import Ledger
+        from ttscale.ledger.staging import RunRow
+        from ttscale.prompts import PROFILES
+        from ttscale.runner import Unit, run_unit
+        from ttscale.schemas import Question
+        from ttscale.strategies.config import MajorityConfig
+
+        questions = [
+            Question(id=f"q{i}", question=f"What is {i} plus 1?", answer=str(i + 1))
+            for i in range(4)
+        ]
+        engine = ScriptedEngine(ScriptedEngineConfig(accuracy=0.7))
+        unit = Unit("majority", 8, MajorityConfig(n=[8]))
+
+        async def go() -> list[dict]:
+            return [await run_unit(engine, PROFILES["plain"], q, unit, "r1", 0) for q in questions]
+
+        with Ledger(path) as led:
+            led.record_run(
+                RunRow(run_id="r1", fingerprint="f", engine="scripted", engine_kind="scripted",
+                       seed=0, request={}, versions={}, prompts={})
+            )  # fmt: skip
+            led.add_items("r1", questions)
+            led.ingest_units([("p", asyncio.run(go()))])
+        return path
+
+    return build
+
+
 @pytest.fixture
 def write_jsonl() -> Callable[[Path, list[str]], Path]:
     """Write raw lines (valid JSON or not) as a JSONL file."""

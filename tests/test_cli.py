@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -13,33 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from ttscale.cli import app
-from ttscale.engines.config import ScriptedEngineConfig
-from ttscale.engines.scripted import ScriptedEngine
-from ttscale.ledger import Ledger
-from ttscale.prompts import PROFILES
-from ttscale.runner import Unit, run_unit
-from ttscale.schemas import Question
-from ttscale.strategies.config import MajorityConfig
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> str:
-    questions = [
-        Question(id=f"q{i}", question=f"What is {i} plus 1?", answer=str(i + 1)) for i in range(4)
-    ]
-    engine = ScriptedEngine(ScriptedEngineConfig(accuracy=0.7))
-
-    async def go() -> list[dict]:
-        unit = Unit("majority", 8, MajorityConfig(n=[8]))
-        return [await run_unit(engine, PROFILES["plain"], q, unit, "r1", 0) for q in questions]
-
-    path = tmp_path / "l.duckdb"
-    with Ledger(path) as led:
-        led.add_items("r1", questions)
-        led.ingest_units([("p", asyncio.run(go()))])
-    return str(path)
+def ledger(tmp_path: Path, scripted_ledger: Callable[[Path], Path]) -> str:
+    return str(scripted_ledger(tmp_path / "l.duckdb"))
 
 
 def test_sql_formats(ledger: str) -> None:

@@ -9,12 +9,12 @@ a second ledger that ATTACH would reach, and a victim file that COPY would overw
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +24,6 @@ import pytest
 from typer.testing import CliRunner
 
 from ttscale.cli import app
-from ttscale.engines.config import ScriptedEngineConfig
-from ttscale.engines.scripted import ScriptedEngine
-from ttscale.ledger import Ledger
-from ttscale.ledger.staging import RunRow
-from ttscale.prompts import PROFILES
-from ttscale.runner import Unit, run_unit
-from ttscale.schemas import Question
-from ttscale.strategies.config import MajorityConfig
 
 VICTIM_TEXT = "victim,content\nkeep,me\n"
 PASSWD_MARK = "root:x:0:0"  # the first line of /etc/passwd on Linux
@@ -184,25 +176,6 @@ class World:
         return sql.format(victim=self.victim, other=self.other, tmp=self.tmp)
 
 
-def _make_ledger(path: Path) -> None:
-    questions = [
-        Question(id=f"q{i}", question=f"What is {i} plus 1?", answer=str(i + 1)) for i in range(4)
-    ]
-    engine = ScriptedEngine(ScriptedEngineConfig(accuracy=0.7))
-
-    async def go() -> list[dict]:
-        unit = Unit("majority", 8, MajorityConfig(n=[8]))
-        return [await run_unit(engine, PROFILES["plain"], q, unit, "r1", 0) for q in questions]
-
-    with Ledger(path) as led:
-        led.record_run(
-            RunRow(run_id="r1", fingerprint="f", engine="scripted", engine_kind="scripted",
-                   seed=0, request={}, versions={}, prompts={})
-        )  # fmt: skip
-        led.add_items("r1", questions)
-        led.ingest_units([("p", asyncio.run(go()))])
-
-
 def _snapshot(root: Path) -> dict[str, str]:
     """Every file under root (the home folder too) and a hash of its bytes."""
     return {
@@ -234,12 +207,14 @@ def _in_process(tmp: Path, args: tuple[str, ...]) -> Outcome:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, scripted_ledger: Callable[[Path], Path]
+) -> World:
     tmp = tmp_path_factory.mktemp("sandbox")
     (tmp / "home").mkdir()
     ledger, other, victim = tmp / "ledger.duckdb", tmp / "other.duckdb", tmp / "victim.csv"
-    _make_ledger(ledger)
-    _make_ledger(other)
+    scripted_ledger(ledger)
+    scripted_ledger(other)
     victim.write_text(VICTIM_TEXT)
     world = World(tmp, ledger, other, victim, _snapshot(tmp), {})
     calls: dict[str, tuple[str, ...]] = {

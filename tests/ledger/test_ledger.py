@@ -200,6 +200,9 @@ def test_ingest_run_is_whole_and_idempotent(tmp_path: Path) -> None:
         assert _table_counts(ledger) == _expected_counts(records)
         _, rows = ledger.query("SELECT status, flow_run_id, started_at FROM runs")
         assert rows == [("ingested", "flow-1", None)]
+        # detail_json holds the record's detail object itself, encoded once.
+        _, rows = ledger.query("SELECT DISTINCT json_type(detail_json) FROM item_decisions")
+        assert rows == [("OBJECT",)]
         # Again, and again with every record in one part: nothing new, nothing doubled.
         assert ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, parts) == (0, 0)
         assert ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, [("p", _jsonl(records))]) == (0, 0)
@@ -342,6 +345,7 @@ def test_readers_see_none_of_a_run_until_it_commits(tmp_path: Path) -> None:
             result = self.con.execute(sql, *args)
             if sql.startswith("INSERT INTO item_decisions"):
                 reader = self.con.cursor()
+                reader.execute("USE lake")  # a cursor starts on the in-memory database
                 seen.append(
                     reader.execute(
                         "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in RUN_TABLES)

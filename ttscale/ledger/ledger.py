@@ -1,5 +1,5 @@
-"""The DuckDB ledger. All of the service's write SQL lives here; report SQL in report_queries, and
-the reads that hand plain data to the layers above in readers.
+"""The ledger: a DuckLake (``lake.py``). All of the service's write SQL lives here; report SQL in
+report_queries, and the reads that hand plain data to the layers above in readers.
 
 Ingest is bulk, atomic and idempotent. ``ingest_run`` writes a run's row, items, bad input rows
 and every unit (its decision and all its calls) in one transaction, so a reader sees all of a run's
@@ -8,6 +8,10 @@ ingest or none of it, and a failed or killed ingest leaves nothing behind to be 
 than once is taken once: a successful attempt over the errored ones it superseded, else the copy
 in the part first by name (a zombie worker's duplicate). Decision token totals are summed in SQL
 from the unit's own call rows, so they cannot disagree.
+
+Several processes may ingest at once (different runs): a commit that conflicts with another, or
+finds the SQLite catalog locked, rolls back and the whole transaction is tried again
+(``lake.retry_lake``), which the anti-join makes safe. Reads are retried the same way.
 
 The staging files and the SQL that reads them are in ``staging.py``.
 """
@@ -25,11 +29,14 @@ import duckdb
 
 from ttscale import tempfiles
 from ttscale.errors import LedgerError
+from ttscale.ledger.lake import connect_lake, parse_ledger, retry_lake
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import (
+    INGEST_CHECK_SQL,
+    INGEST_CHOOSE_SQL,
     INGEST_CLEANUP_SQL,
     INGEST_COUNTS_SQL,
-    INGEST_UNITS_SQL,
+    INGEST_INSERT_SQL,
     INPUT_ERRORS_SQL,
     ITEMS_SQL,
     RUN_SQL,
@@ -43,21 +50,22 @@ from ttscale.schemas import BadRow, Question
 
 
 class Ledger:
-    """A DuckDB ledger file. Open read-only for queries; one writer process at a time."""
+    """The ledger lake named by ``ledger`` (a URI or a local path, see ``lake.parse_ledger``).
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
-        self.path = Path(path)
-        try:
-            if read_only:
-                if not self.path.exists():
-                    raise LedgerError(f"no ledger at {self.path}")
-                self.con = duckdb.connect(str(self.path), read_only=True)
-            else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.con = duckdb.connect(str(self.path))
-                self.migrate()
-        except duckdb.Error as exc:
-            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
+    Opened for writing it is migrated first; ``read_only`` attaches it read-only. ``uri`` is the
+    setting that opens the same lake again; ``con`` is a DuckDB connection with it in use.
+    """
+
+    def __init__(self, ledger: str | Path, *, read_only: bool = False) -> None:
+        self.spec = parse_ledger(ledger)
+        self.uri = self.spec.uri
+        self.con = connect_lake(self.spec, read_only=read_only)
+        if not read_only:
+            try:
+                retry_lake(self.migrate)()
+            except BaseException:
+                self.con.close()
+                raise
 
     def __enter__(self) -> Ledger:
         return self
@@ -70,7 +78,8 @@ class Ledger:
 
     def schema_version(self) -> int:
         row = self.con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_name = 'schema_migrations' AND table_catalog = current_database()"
         ).fetchone()
         if not row or not row[0]:
             return 0
@@ -78,27 +87,25 @@ class Ledger:
         return int(version[0]) if version and version[0] is not None else 0
 
     def migrate(self) -> list[str]:
-        """Apply every migration newer than the file's version; returns their names."""
-        self.con.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            "version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
-        )
-        current = self.schema_version()
+        """Apply every migration newer than the lake's version; returns their names.
+
+        Each migration and its version row commit together, so a process that loses a race to
+        apply it sees a conflict, and its retry (``retry_lake``) finds it applied.
+        """
         applied = []
         for migration in MIGRATIONS:
-            if migration.version <= current:
+            if migration.version <= self.schema_version():
                 continue
-            self.con.execute("BEGIN TRANSACTION")
-            try:
+            with self._transaction(f"migration {migration.name}"):
+                self.con.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL, "
+                    "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
+                )
                 self.con.execute(migration.sql)
                 self.con.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                     [migration.version, migration.name, datetime.now(UTC)],
                 )
-                self.con.execute("COMMIT")
-            except duckdb.Error as exc:
-                self.con.execute("ROLLBACK")
-                raise LedgerError(f"migration {migration.name} failed: {exc}") from None
             applied.append(migration.name)
         return applied
 
@@ -118,11 +125,11 @@ class Ledger:
 
     def record_run(self, run: RunRow) -> None:
         """Add the run's row once (status ``ingested``); a resumed run keeps its first row."""
-        self.con.execute(RUN_SQL, run.params())
+        retry_lake(self.con.execute)(RUN_SQL, run.params())
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Record how the run ended (``completed`` or ``failed``) and when."""
-        self.con.execute(
+        retry_lake(self.con.execute)(
             "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
             [status, datetime.now(UTC), run_id],
         )
@@ -185,21 +192,46 @@ class Ledger:
             # without keeping it (and keep it again for this connection's other queries).
             self.con.execute("SET preserve_insertion_order = false")
             try:
-                with self._transaction("ingest"):
-                    if run is not None:
-                        self.con.execute(RUN_SQL, run.params())
-                    if questions:
-                        self.con.execute(ITEMS_SQL, [run_id, str(items_path)])
-                    if bad_rows:
-                        self.con.execute(INPUT_ERRORS_SQL, [run_id, str(bad_path)])
-                    return self._ingest_units_file(units_path) if units else (0, 0)
+                return retry_lake(self._commit_ingest)(
+                    run_id,
+                    run,
+                    (items_path if questions else None),
+                    (bad_path if bad_rows else None),
+                    (units_path if units else None),
+                )
             finally:
                 self.con.execute("RESET preserve_insertion_order")
 
+    def _commit_ingest(
+        self,
+        run_id: str | None,
+        run: RunRow | None,
+        items_path: Path | None,
+        bad_path: Path | None,
+        units_path: Path | None,
+    ) -> tuple[int, int]:
+        """The ingest's one transaction over staged files; whole, so a retry may run it again."""
+        with self._transaction("ingest"):
+            if run is not None:
+                self.con.execute(RUN_SQL, run.params())
+            if items_path is not None:
+                self.con.execute(ITEMS_SQL, [run_id, str(items_path)])
+            if bad_path is not None:
+                self.con.execute(INPUT_ERRORS_SQL, [run_id, str(bad_path)])
+            return self._ingest_units_file(units_path) if units_path else (0, 0)
+
     def _ingest_units_file(self, units_path: Path) -> tuple[int, int]:
         """Inside the ingest's transaction: add the staged units; returns (units, calls) added."""
-        self.con.execute(INGEST_UNITS_SQL[0], [str(units_path)])
-        for statement in INGEST_UNITS_SQL[1:]:
+        self.con.execute(INGEST_CHOOSE_SQL[0], [str(units_path)])
+        for statement in INGEST_CHOOSE_SQL[1:]:
+            self.con.execute(statement)
+        bad = self.con.execute(INGEST_CHECK_SQL).fetchone()
+        if bad and bad[0]:
+            raise LedgerError(
+                f"ingest failed: {bad[0]} call(s) where completion_tokens <> "
+                "thinking_tokens + answer_tokens; nothing was written"
+            )
+        for statement in INGEST_INSERT_SQL:
             self.con.execute(statement)
         row = self.con.execute(INGEST_COUNTS_SQL).fetchone()
         assert row is not None
@@ -210,10 +242,14 @@ class Ledger:
     def query(
         self, sql: str, params: Sequence[Any] | None = None
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run one statement; returns column names and rows."""
-        try:
+        """Run one statement (retried while the catalog is busy); returns column names and rows."""
+
+        def run() -> tuple[list[str], list[tuple[Any, ...]]]:
             cursor = self.con.execute(sql, list(params or []))
+            names = [d[0] for d in cursor.description] if cursor.description else []
+            return names, cursor.fetchall()
+
+        try:
+            return retry_lake(run)()
         except duckdb.Error as exc:
             raise LedgerError(f"query failed: {exc}") from None
-        names = [d[0] for d in cursor.description] if cursor.description else []
-        return names, cursor.fetchall()

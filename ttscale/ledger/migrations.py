@@ -1,6 +1,12 @@
 """Versioned ledger schema: named migrations, applied in order, each exactly once.
 
 Append new migrations; never edit one that has shipped.
+
+The ledger is a DuckLake, which has no PRIMARY KEY, UNIQUE or CHECK constraints: the keys noted
+in comments are kept by ingest (``staging.py``: anti-joins in one transaction), and the token
+CHECK by ingest's ``INGEST_CHECK_SQL``. These migrations were rewritten once, without them, when
+the ledger moved from one DuckDB file to the lake; files from before are imported, not migrated.
+The same SQL builds a plain DuckDB database (``analysis.synthetic``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "create_core_tables",
         """
         CREATE TABLE runs (
-            run_id        VARCHAR PRIMARY KEY,
+            run_id        VARCHAR NOT NULL,   -- key
             created_at    TIMESTAMP NOT NULL,
             fingerprint   VARCHAR NOT NULL,
             engine        VARCHAR NOT NULL,   -- backend and model, e.g. 'vllm:/models/x'
@@ -38,8 +44,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             language      VARCHAR NOT NULL,
             question      VARCHAR NOT NULL,
             gold          VARCHAR NOT NULL,
-            metadata_json JSON,
-            PRIMARY KEY (run_id, item_id)
+            metadata_json JSON                -- key: (run_id, item_id)
         );
         -- One row per generation call, kept or discarded. The only source of token counts.
         CREATE TABLE generation_calls (
@@ -62,9 +67,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             cumulative_logprob DOUBLE,
             score              DOUBLE,            -- scorer output, if the strategy scored it
             extracted_answer   VARCHAR,
-            completion_text    VARCHAR,
-            PRIMARY KEY (run_id, item_id, strategy, budget, sample_index, call_index),
-            CHECK (completion_tokens = thinking_tokens + answer_tokens)
+            completion_text    VARCHAR
+            -- key: (run_id, item_id, strategy, budget, sample_index, call_index);
+            -- completion_tokens = thinking_tokens + answer_tokens (checked at ingest)
         );
         -- One row per (item, strategy, budget): the outcome and why the strategy stopped.
         CREATE TABLE item_decisions (
@@ -83,16 +88,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             answer_tokens     BIGINT NOT NULL,
             answered_language VARCHAR,
             detail_json       JSON,               -- strategy-specific decision data (votes, N*...)
-            error             VARCHAR,
-            PRIMARY KEY (run_id, item_id, strategy, budget)
+            error             VARCHAR             -- key: (run_id, item_id, strategy, budget)
         );
         CREATE TABLE input_errors (
             run_id  VARCHAR NOT NULL,
             object  VARCHAR NOT NULL,
             line    INTEGER NOT NULL,
             field   VARCHAR,
-            reason  VARCHAR NOT NULL,
-            PRIMARY KEY (run_id, object, line)
+            reason  VARCHAR NOT NULL          -- key: (run_id, object, line)
         );
         """,
     ),

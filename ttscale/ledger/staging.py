@@ -56,7 +56,10 @@ _CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
 # Each statement runs on its own, in order, inside the ingest's transaction; ? is the NDJSON file
 # of wrapped unit records, one {"source": <part key>, "unit": <record>} a line. The records are
 # staged once, nested as written; only the chosen units' row ids are copied after that.
-INGEST_UNITS_SQL: tuple[str, ...] = (
+# DuckLake has no PRIMARY KEY or UNIQUE: a unit's key is kept unique here, by deleting what this
+# ingest replaces and inserting only units the ledger does not hold (an anti-join), in one
+# transaction, so running it again changes nothing.
+INGEST_CHOOSE_SQL: tuple[str, ...] = (
     f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
     SELECT source, unnest(unit)
     FROM read_json(?, format='newline_delimited',
@@ -78,15 +81,23 @@ INGEST_UNITS_SQL: tuple[str, ...] = (
     SELECT arg_min(u.rowid, (u.error IS NOT NULL, u.source)) AS uid FROM ingest_units u
     WHERE NOT EXISTS (SELECT 1 FROM item_decisions d WHERE {_KEY_MATCH})
     GROUP BY {_KEY_COLS}""",
+)
+# DuckLake has no CHECK constraints: the calls about to be added are checked here instead, and a
+# count above 0 fails the ingest before anything is inserted.
+INGEST_CHECK_SQL = """SELECT count(*) FROM (
+    SELECT unnest(calls) AS c FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen))
+    WHERE c.completion_tokens <> c.thinking_tokens + c.answer_tokens"""
+INGEST_INSERT_SQL: tuple[str, ...] = (
     f"""INSERT INTO generation_calls ({_CALL_COLS})
     SELECT {_KEY_COLS}, unnest(calls, recursive := true)
     FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)""",
-    # Decision totals are sums over the unit's own call rows, never the record's say-so.
+    # Decision totals are sums over the unit's own call rows, never the record's say-so. The
+    # detail is the record's JSON value itself (encoded once), {} when it has none.
     f"""INSERT INTO item_decisions
     SELECT run_id, item_id, strategy, budget, final_answer, correct, stop_reason, samples_used,
            coalesce(len(calls), 0),
            {", ".join(f"coalesce(list_sum([c.{t} FOR c IN calls]), 0)" for t in _TOKENS)},
-           answered_language, coalesce(detail, '{{}}'), error
+           answered_language, coalesce(detail, '{{}}'::JSON), error
     FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)""",
 )
 INGEST_COUNTS_SQL = """SELECT count(*), coalesce(sum(len(calls)), 0)
@@ -101,25 +112,31 @@ _ITEM_FIELDS = {
     "ord": "BIGINT", "item_id": "VARCHAR", "dataset": "VARCHAR", "language": "VARCHAR",
     "question": "VARCHAR", "gold": "VARCHAR", "metadata_json": "VARCHAR",
 }  # fmt: skip
-# An item id given twice in one call keeps its first row, as one-by-one inserts did.
-ITEMS_SQL = f"""INSERT OR IGNORE INTO items
-    SELECT ?, item_id, dataset, language, question, gold, metadata_json::JSON
+# An item id given twice in one call keeps its first row, as one-by-one inserts did; an item the
+# ledger holds keeps its row (an anti-join: the lake has no keys to ignore conflicts on).
+ITEMS_SQL = f"""INSERT INTO items SELECT s.* FROM (
+    SELECT ?::VARCHAR AS run_id, item_id, dataset, language, question, gold, metadata_json::JSON
     FROM read_json(?, format='newline_delimited', columns={_columns(_ITEM_FIELDS)})
-    QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ord) = 1"""
+    QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ord) = 1) s
+    WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.run_id = s.run_id AND i.item_id = s.item_id)"""
 
 _BAD_ROW_FIELDS = {
     "ord": "BIGINT", "object": "VARCHAR", "line": "INTEGER", "field": "VARCHAR",
     "reason": "VARCHAR",
 }  # fmt: skip
-INPUT_ERRORS_SQL = f"""INSERT OR IGNORE INTO input_errors
-    SELECT ?, object, line, field, reason
+INPUT_ERRORS_SQL = f"""INSERT INTO input_errors SELECT s.* FROM (
+    SELECT ?::VARCHAR AS run_id, object, line, field, reason
     FROM read_json(?, format='newline_delimited', columns={_columns(_BAD_ROW_FIELDS)})
-    QUALIFY row_number() OVER (PARTITION BY object, line ORDER BY ord) = 1"""
+    QUALIFY row_number() OVER (PARTITION BY object, line ORDER BY ord) = 1) s
+    WHERE NOT EXISTS (SELECT 1 FROM input_errors e
+                      WHERE e.run_id = s.run_id AND e.object = s.object AND e.line = s.line)"""
 
+# The run's first row stays: inserted only when the ledger has no row for the run (last ?).
 RUN_SQL = (
-    "INSERT OR IGNORE INTO runs (run_id, created_at, fingerprint, engine, engine_kind, "
+    "INSERT INTO runs (run_id, created_at, fingerprint, engine, engine_kind, "
     "seed, request_json, versions_json, prompts_json, started_at, status, flow_run_id, "
-    "ttscale_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ingested', ?, ?)"
+    "ttscale_version) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ingested', ?, ? "
+    "WHERE NOT EXISTS (SELECT 1 FROM runs WHERE run_id = ?)"
 )
 
 
@@ -163,7 +180,7 @@ class RunRow:
     flow_run_id: str | None = None
 
     def params(self) -> list[Any]:
-        """The parameters of ``RUN_SQL``, in its column order."""
+        """The parameters of ``RUN_SQL``: its columns in order, then the run id again."""
         from importlib.metadata import version
 
         return [
@@ -179,6 +196,7 @@ class RunRow:
             self.started_at,
             self.flow_run_id,
             version("ttscale"),
+            self.run_id,
         ]
 
 

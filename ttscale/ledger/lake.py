@@ -1,0 +1,257 @@
+"""Where the ledger lives and how every connection to it is opened: one DuckLake, one function.
+
+The ledger is a DuckLake: a SQL catalog (SQLite file embedded, Postgres in the service) plus
+Parquet data files. Several processes may write at once and readers never block writers; the
+price is that commits can conflict, and a SQLite catalog can answer "database is locked", so
+callers wrap whole transactions (and reads) in ``retry_lake`` (``Ledger`` and the SQL sandbox do).
+
+The ledger setting is one string (``--ledger``, ``BatchRequest.ledger_path``):
+
+- ``ducklake:sqlite:PATH`` — SQLite catalog at PATH, data in ``PATH.files/`` (DuckLake's own
+  default for a file catalog).
+- ``ducklake:postgres:dbname=… host=… [user=… password=… port=…]`` — Postgres catalog; a data
+  path is required the first time (the catalog remembers it).
+- Either may end with `` data_path=DIR`` (the last space-separated word; ``s3://bucket/prefix/``
+  or a local folder) to put the Parquet files elsewhere.
+- A plain local path ``PATH`` means ``ducklake:sqlite:PATH``.
+
+Extensions load from the installed ``duckdb-extension-*`` packages by file path (their signatures
+are checked: unsigned extensions stay disabled); only when a package is missing does DuckDB's own
+``INSTALL`` run, which needs the network.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+from tenacity import (
+    retry,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from ttscale.errors import LedgerError
+
+LAKE = "lake"
+"""The name the lake is attached under; every connection runs ``USE lake``."""
+
+_PACKAGES = {
+    "ducklake": "duckdb_extension_ducklake",
+    "sqlite_scanner": "duckdb_extension_sqlite_scanner",
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "httpfs": "duckdb_extension_httpfs",
+}
+_DATA_PATH_WORD = " data_path="
+# What a concurrent writer or a busy SQLite catalog answers; anything else is not retried.
+_TRANSIENT = (
+    "database is locked",
+    "conflict",
+    "failed to query most recent snapshot",
+    "database is busy",
+    "sqlite_busy",
+)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LakeSpec:
+    """A parsed ledger setting: the catalog (``sqlite:/abs/path`` or ``postgres:…``), data path."""
+
+    catalog: str
+    data_path: str | None
+
+    @property
+    def kind(self) -> str:
+        return self.catalog.split(":", 1)[0]
+
+    @property
+    def catalog_file(self) -> Path | None:
+        """The SQLite catalog file, or None for a server catalog."""
+        return Path(self.catalog.split(":", 1)[1]) if self.kind == "sqlite" else None
+
+    @property
+    def uri(self) -> str:
+        """The setting that opens this lake again, data path included when not the default."""
+        default = f"{self.catalog_file}.files/" if self.catalog_file else None
+        tail = f"{_DATA_PATH_WORD}{self.data_path}" if self.data_path != default else ""
+        return f"ducklake:{self.catalog}{tail}"
+
+    def local_dirs(self) -> list[Path]:
+        """Local folders the lake's files live in (for the SQL sandbox's allow-list)."""
+        dirs = [self.catalog_file.parent] if self.catalog_file else []
+        if self.data_path and "://" not in self.data_path:
+            dirs.append(Path(self.data_path))
+        return dirs
+
+
+def parse_ledger(setting: str | Path) -> LakeSpec:
+    """The ``LakeSpec`` of a ledger setting (see the module docstring); relative paths resolved."""
+    text = str(setting).strip()
+    data_path: str | None = None
+    head, sep, tail = text.rpartition(_DATA_PATH_WORD)
+    if sep and " " not in tail.strip():
+        text, data_path = head.rstrip(), tail.strip()
+    if not text.startswith("ducklake:"):
+        if "://" in text or text.startswith(("sqlite:", "postgres:")):
+            raise LedgerError(
+                f"ledger {text!r}: give a local path, ducklake:sqlite:PATH or "
+                "ducklake:postgres:CONNINFO (with data_path=… for the data files)"
+            )
+        text = f"ducklake:sqlite:{text}"
+    kind, _, rest = text.removeprefix("ducklake:").partition(":")
+    if kind == "sqlite":
+        if not rest:
+            raise LedgerError("ledger ducklake:sqlite: needs a catalog file path")
+        path = Path(rest).expanduser().resolve()
+        data_path = _absolute(data_path) if data_path else f"{path}.files/"
+        return LakeSpec(f"sqlite:{path}", data_path)
+    if kind == "postgres":
+        return LakeSpec(f"postgres:{rest}", _absolute(data_path) if data_path else None)
+    raise LedgerError(f"ledger {setting!r}: the catalog must be sqlite: or postgres:, not {kind!r}")
+
+
+def _absolute(data_path: str) -> str:
+    # DuckLake stores a relative DATA_PATH as given and resolves it against the reader's working
+    # directory: store it absolute so every process finds the same files.
+    if "://" in data_path:
+        return data_path.rstrip("/") + "/"
+    return str(Path(data_path).expanduser().resolve()) + "/"
+
+
+def extension_file(name: str) -> Path | None:
+    """The installed ``duckdb-extension-*`` package's file for extension ``name``, if any."""
+    spec = importlib.util.find_spec(_PACKAGES[name])
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "extensions" / f"v{duckdb.__version__}"
+    path = path / f"{name}.duckdb_extension"
+    return path if path.is_file() else None
+
+
+def load_extensions(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
+    """LOAD each extension from its package's file; INSTALL (network) only if it is missing."""
+    for name in names:
+        path = extension_file(name)
+        try:
+            if path is not None:
+                con.execute(f"LOAD '{path}'")
+            else:
+                con.execute(f"INSTALL {name}")
+                con.execute(f"LOAD {name}")
+        except duckdb.Error as exc:
+            raise LedgerError(
+                f"cannot load the DuckDB extension {name} "
+                f"({'from ' + str(path) if path else 'no duckdb-extension package installed'}): "
+                f"{_first_line(exc)}"
+            ) from None
+
+
+def _extensions(spec: LakeSpec) -> list[str]:
+    names = ["ducklake", "sqlite_scanner" if spec.kind == "sqlite" else "postgres_scanner"]
+    if spec.data_path and "://" in spec.data_path:
+        names.append("httpfs")
+    return names
+
+
+def _s3_secret_sql() -> str:
+    """A session S3 secret from the standard AWS environment (as ``storage.s3`` reads it)."""
+    env = os.environ
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or ""
+    options = {
+        "KEY_ID": env.get("AWS_ACCESS_KEY_ID", ""),
+        "SECRET": env.get("AWS_SECRET_ACCESS_KEY", ""),
+        "SESSION_TOKEN": env.get("AWS_SESSION_TOKEN", ""),
+        "REGION": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+    }
+    parts = [f"{k} {_quote(v)}" for k, v in options.items() if v]
+    if endpoint:
+        host = endpoint.split("://", 1)[-1].rstrip("/")
+        parts += [f"ENDPOINT {_quote(host)}", "URL_STYLE 'path'"]
+        parts.append(f"USE_SSL {str(not endpoint.startswith('http://')).lower()}")
+    return f"CREATE OR REPLACE SECRET ttscale_lake_s3 (TYPE s3, {', '.join(parts)})"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def attach_sql(spec: LakeSpec, *, read_only: bool) -> str:
+    """The ATTACH statement for the lake, as a plain ``duckdb`` user would type it."""
+    options = [f"DATA_PATH {_quote(spec.data_path)}"] if spec.data_path else []
+    if read_only:
+        options.append("READ_ONLY")
+    tail = f" ({', '.join(options)})" if options else ""
+    return f"ATTACH {_quote('ducklake:' + spec.catalog)} AS {LAKE}{tail}"
+
+
+def connect_lake(
+    setting: str | Path | LakeSpec,
+    *,
+    read_only: bool = False,
+    config: dict[str, Any] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the lake attached as ``lake`` and in use.
+
+    The one way the service opens the ledger. ``read_only`` attaches it read-only (and a missing
+    SQLite catalog is an error rather than a new lake). Raises ``LedgerError`` with one line.
+    """
+    spec = setting if isinstance(setting, LakeSpec) else parse_ledger(setting)
+    catalog_file = spec.catalog_file
+    if catalog_file is not None:
+        if read_only and not catalog_file.is_file():
+            raise LedgerError(f"no ledger at {catalog_file}")
+        if catalog_file.is_file() and _is_duckdb_file(catalog_file):
+            raise LedgerError(
+                f"{catalog_file} is a DuckDB ledger file from before the lake; import it into a "
+                "lake (ttscale ledger import) or give another --ledger path"
+            )
+        catalog_file.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config=dict(config or {}))
+    try:
+        load_extensions(con, _extensions(spec))
+        if spec.data_path and "://" in spec.data_path:
+            con.execute(_s3_secret_sql())
+        retry_lake(con.execute)(attach_sql(spec, read_only=read_only))
+        con.execute(f"USE {LAKE}")
+    except duckdb.Error as exc:
+        con.close()
+        raise LedgerError(f"cannot open ledger {spec.uri}: {_first_line(exc)}") from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _is_duckdb_file(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(12)[8:12] == b"DUCK"
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A write conflict or a busy catalog: the same work, tried again, may succeed."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error | LedgerError) and any(t in text for t in _TRANSIENT)
+
+
+def retry_lake(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` retried on transient lake errors: bounded (``TTSCALE_LEDGER_RETRY_ATTEMPTS``, 12),
+    jittered exponential waits up to 2 s. ``fn`` must be idempotent as a whole."""
+    attempts = int(os.environ.get("TTSCALE_LEDGER_RETRY_ATTEMPTS", "12"))
+    return retry(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_random_exponential(multiplier=0.05, max=2.0),
+        reraise=True,
+    )(fn)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

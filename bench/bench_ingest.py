@@ -6,7 +6,7 @@ written as shard part objects to a local output store, with a few parts written 
 
 - ``batch.ingest``: the flow's step (reads the store, one transaction for the whole run);
 - the same again (idempotent: adds nothing);
-- a raw DuckDB bulk load of the same rows, already flattened, into an empty ledger
+- a raw DuckDB bulk load of the same rows, already flattened, into an empty ledger lake
   (``INSERT INTO <table> SELECT * FROM read_json(...)`` per table, one transaction): the floor;
 - a raw DuckDB parse of the same part bytes (``read_json`` of them concatenated into a table).
 
@@ -30,6 +30,7 @@ import duckdb
 
 from ttscale.batch import BatchPlan, ingest
 from ttscale.ledger import Ledger
+from ttscale.ledger.lake import connect_lake
 from ttscale.ledger.staging import CALL_FIELDS, UNIT_FIELDS
 from ttscale.schemas import BatchRequest
 
@@ -179,7 +180,7 @@ def write_run(
                                                   "samples_used")}
                          | {"calls": len(r["calls"])} | totals
                          | {"answered_language": r["answered_language"],
-                            "detail_json": json.dumps(r["detail"]), "error": r["error"]}]
+                            "detail_json": r["detail"], "error": r["error"]}]
                     )
                 )  # fmt: skip
     plan = BatchPlan(
@@ -226,7 +227,7 @@ def main() -> None:
             {
                 "input_uri": str(tmp / "in.jsonl"),
                 "output_uri": f"file://{tmp / 'out'}",
-                "ledger_path": str(tmp / "ledger.duckdb"),
+                "ledger_path": str(tmp / "ledger.sqlite"),
                 "engine": {"kind": "scripted"},
                 "strategies": [
                     {"kind": "majority", "n": [1, 4, 8]},
@@ -261,9 +262,9 @@ def main() -> None:
             assert check[0][0] == 0, "decision totals must equal their call sums"
             _, threads = ledger.query("SELECT current_setting('threads')")
 
-        # The floor: the same rows, already flat, bulk-loaded into an empty ledger.
-        Ledger(tmp / "raw.duckdb").close()  # migrated: same tables, keys and CHECK
-        with duckdb.connect(str(tmp / "raw.duckdb")) as con:
+        # The floor: the same rows, already flat, bulk-loaded into an empty ledger lake.
+        Ledger(tmp / "raw.sqlite").close()  # migrated: the same tables
+        with connect_lake(tmp / "raw.sqlite") as con:
             started = time.perf_counter()
             con.execute("BEGIN TRANSACTION")
             for table, name in (

@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
+from ledger_helpers import open_ledger
 from typer.testing import CliRunner
 
 from ttscale.cli import app
@@ -69,7 +69,7 @@ def test_replay_command(ledger: str) -> None:
     assert result.exit_code == 0, result.output
     # The expected stop reasons, by hand from the recorded answers: ESC with window 4 stops
     # "window_agreed" when samples 0-3 (then 4-7) all parsed to one answer, else "cap" at 8.
-    with duckdb.connect(ledger, read_only=True) as con:
+    with open_ledger(ledger) as con:
         rows = con.execute(
             "SELECT item_id, sample_index, extracted_answer FROM generation_calls "
             "WHERE run_id = 'r1' ORDER BY item_id, sample_index"

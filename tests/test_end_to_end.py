@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import pytest
+from ledger_helpers import open_ledger
 
 pytest.importorskip("vllm")
 from ttscale.model_prep import default_embedded_dir, is_prepared
@@ -37,7 +37,7 @@ def test_embedded_model_batch(prefect_harness: None, tmp_path: Path) -> None:
     )
     result = ttscale_batch(request)
     assert result["units_added"] == 6 * 4
-    con = duckdb.connect(result["ledger"], read_only=True)
+    con = open_ledger(result["ledger"])
     (engine,) = con.execute("SELECT engine_kind FROM runs").fetchone()
     assert engine == "vllm"
     (over,) = con.execute(

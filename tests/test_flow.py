@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
+from ledger_helpers import open_ledger
 
 from flows.batch import ttscale_batch
 from ttscale.schemas import BatchRequest
@@ -57,7 +57,7 @@ def test_batch_flow_end_to_end_and_rerun(
     markdown = Path(first["report"]["markdown"].removeprefix("file://")).read_text()
     assert "Scripted test engine" in markdown
 
-    con = duckdb.connect(first["ledger"], read_only=True)
+    con = open_ledger(first["ledger"])
     calls, tokens = con.execute(
         "SELECT count(*), sum(completion_tokens) FROM generation_calls"
     ).fetchone()

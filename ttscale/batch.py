@@ -16,7 +16,6 @@ import contextlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ttscale.engines import model_name
@@ -25,6 +24,7 @@ from ttscale.engines.host import engine_host
 from ttscale.errors import InputError, ObjectExistsError
 from ttscale.inputs import load_batch
 from ttscale.ledger import Ledger
+from ttscale.ledger.lake import retry_lake
 from ttscale.ledger.staging import RunRow
 from ttscale.prompts import resolve_profile
 from ttscale.runner import (
@@ -269,7 +269,7 @@ def ingest(request: BatchRequest, plan: BatchPlan, flow_run_id: str | None = Non
     return IngestSummary(
         units,
         calls,
-        str(Path(request.ledger_path).resolve()),
+        ledger.spec.display,
         dict(zip(names, rows[0], strict=True)),
     )
 
@@ -287,8 +287,9 @@ def publish_report(request: BatchRequest, plan: BatchPlan) -> PublishedReport:
     from ttscale.reports.build import build_report
     from ttscale.reports.publish import publish_report as publish
 
-    with Ledger(request.ledger_path) as ledger:
-        report = build_report(ledger.con, plan.run_id)
+    with Ledger(request.ledger_path, read_only=True) as ledger:
+        # Only reads: retried whole while a SQLite catalog is busy with other runs' writers.
+        report = retry_lake(build_report)(ledger.con, plan.run_id)
     store, _ = open_store(request.output_uri)
     published = PublishedReport(report, publish(report, store, report_prefix(plan.output_prefix)))
     with Ledger(request.ledger_path) as ledger:

@@ -16,7 +16,7 @@ def demo_request() -> BatchRequest:
     return BatchRequest(
         input_uri=str(files("ttscale") / "data" / "demo.jsonl"),
         output_uri=f"file://{DEMO_OUTPUT}",
-        ledger_path=f"{DEMO_OUTPUT}/ledger.duckdb",
+        ledger_path=f"{DEMO_OUTPUT}/ledger.sqlite",
         strategies=[
             MajorityConfig(n=[1, 2, 4, 8], max_tokens=192),
             BudgetForcingConfig(budgets_tokens=[32, 64, 128]),

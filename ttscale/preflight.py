@@ -72,10 +72,15 @@ def check_endpoint(engine: OpenAIEngineConfig) -> None:
 
 
 def check_ledger_path(path: str) -> None:
-    """The ledger's folder exists or can be created, and is writable."""
-    from pathlib import Path
+    """The ledger can be opened: a SQLite catalog's folder exists or can be created and is
+    writable; a server catalog (and its data path) answers now, before any generation."""
+    from ttscale.ledger.lake import connect_lake, parse_ledger
 
-    folder = Path(path).expanduser().resolve().parent
+    spec = parse_ledger(path)
+    if spec.catalog_file is None:
+        connect_lake(spec).close()  # LedgerError (exit 7) names what is wrong, in one line
+        return
+    folder = spec.catalog_file.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

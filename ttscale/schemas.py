@@ -121,7 +121,10 @@ class BatchRequest(BaseModel):
         description="Where shard results, the errors object and reports are written.",
     )
     ledger_path: str = Field(
-        "ttscale-out/ledger.duckdb", title="Ledger", description="The DuckDB ledger file (local)."
+        "ttscale-out/ledger.sqlite",
+        title="Ledger",
+        description="The ledger lake: a local path (SQLite catalog, data in PATH.files/), "
+        "ducklake:sqlite:PATH or ducklake:postgres:CONNINFO data_path=s3://…",
     )
     run_id: (
         Annotated[str, _tab("string", "Given", pattern=RUN_ID_PATTERN)]

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
+from ledger_helpers import open_ledger
 
 from ttscale.ledger import Ledger
 from ttscale.prompts import PROFILES
@@ -67,14 +67,14 @@ def _run(runner: Any, run_id: str, root: Path) -> str:
 
 
 def _calls(ledger: str, run_id: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(ledger, read_only=True) as con:
+    with open_ledger(ledger) as con:
         return con.execute(
             f"SELECT {CALL_COLUMNS} FROM generation_calls WHERE run_id = ? ORDER BY ALL", [run_id]
         ).fetchall()
 
 
 def _decisions(ledger: str, run_id: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(ledger, read_only=True) as con:
+    with open_ledger(ledger) as con:
         return con.execute(
             "SELECT item_id, strategy, budget, final_answer, stop_reason, samples_used, "
             "d.completion_tokens, d.thinking_tokens, s.calls FROM item_decisions d "

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
+from ledger_helpers import open_ledger
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -226,7 +226,7 @@ def test_hostile_item_ids_are_data(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert not any((d / "etc").exists() for d in (cwd, sandbox, sandbox / "a", tmp_path))
     assert _files(cwd) == set()
 
-    con = duckdb.connect(str(out / "ledger.duckdb"), read_only=True)
+    con = open_ledger(str(out / "ledger.duckdb"))
     try:
         items = con.execute("SELECT item_id FROM items WHERE run_id = ?", [run_id]).fetchall()
         units = con.execute(

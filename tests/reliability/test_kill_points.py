@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 import yaml
+from ledger_helpers import open_ledger
 
 from flows.batch import ttscale_batch
 from ttscale import tempfiles
@@ -153,7 +153,7 @@ def _run_and_kill(k: Killed, at: Callable[[], bool], what: str) -> None:
 
 
 def _run_status(ledger: Path, run_id: str) -> str | None:
-    con = duckdb.connect(str(ledger), read_only=True)
+    con = open_ledger(str(ledger))
     try:
         row = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchone()
     finally:

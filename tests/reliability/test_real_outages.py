@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import duckdb
 import httpx
 import pytest
 import yaml
+from ledger_helpers import open_ledger
 
 API_KEY = "sk-outage-test"
 KEY_ENV = "TTSCALE_TEST_OUTAGE_KEY"
@@ -128,7 +128,7 @@ def _unit(record: dict[str, Any]) -> tuple[str, str, int]:
 
 def _ledger_units(ledger: Path, run_id: str) -> dict[tuple[str, str, int], list[str]]:
     """Each unit of the run in the ledger with the completion texts of its calls, in order."""
-    with duckdb.connect(str(ledger), read_only=True) as con:
+    with open_ledger(str(ledger)) as con:
         rows = con.execute(
             "SELECT d.item_id, d.strategy, d.budget, "
             "list(c.completion_text ORDER BY c.sample_index, c.call_index) "
@@ -142,7 +142,7 @@ def _ledger_units(ledger: Path, run_id: str) -> dict[tuple[str, str, int], list[
 def _ledger_runs(ledger: Path) -> list[str]:
     if not ledger.exists():
         return []
-    with duckdb.connect(str(ledger), read_only=True) as con:
+    with open_ledger(str(ledger)) as con:
         return [row[0] for row in con.execute("SELECT run_id FROM runs").fetchall()]
 
 

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pytest
+from ledger_helpers import open_ledger
 from typer.testing import CliRunner
 
 from ttscale.cli import app
@@ -255,7 +255,7 @@ def test_nothing_was_written(world: World) -> None:
     after = _snapshot(world.tmp)
     assert after == world.before  # no COPY target, no export, no extension, no secret, no WAL
     assert world.victim.read_text() == VICTIM_TEXT
-    with duckdb.connect(str(world.other), read_only=True) as con:
+    with open_ledger(str(world.other)) as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone() == (1,)
         assert con.execute("SELECT count(*) FROM item_decisions").fetchone() == (4,)
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
+from ledger_helpers import open_ledger
 
 from flows.batch import ttscale_batch
 from ttscale import strategies
@@ -56,7 +56,7 @@ def q1_fails(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
 
 
 def _decisions(ledger: str) -> list[tuple[str, int, str]]:
-    with duckdb.connect(ledger, read_only=True) as con:
+    with open_ledger(ledger) as con:
         return con.execute(
             "SELECT item_id, budget, stop_reason FROM item_decisions ORDER BY ALL"
         ).fetchall()
@@ -103,7 +103,7 @@ def test_errors_under_the_threshold_are_reported_apart(
     assert all(p["items"] == 4 for s in healed["slices"] for p in s["curves"])
     shard = tmp_path / "out" / "runs" / request.resolved_run_id() / "shards" / "00000"
     assert (shard / "done.json").exists()
-    with duckdb.connect(again["ledger"], read_only=True) as con:
+    with open_ledger(again["ledger"]) as con:
         mismatches = con.execute(
             "SELECT count(*) FROM item_decisions d JOIN item_spend s "
             "USING (run_id, item_id, strategy, budget) WHERE d.completion_tokens <> s.completion_tokens"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
+from ledger_helpers import open_ledger
 
 from ttscale.schemas import BatchRequest
 
@@ -89,7 +89,7 @@ def scripted_request(
 
 def ledger_totals(ledger: Path, run_id: str) -> dict[str, Any]:
     """What must not change between an interrupted and an uninterrupted run."""
-    con = duckdb.connect(str(ledger), read_only=True)
+    con = open_ledger(str(ledger))
     try:
         calls = con.execute(
             "SELECT count(*), sum(prompt_tokens), sum(completion_tokens), sum(thinking_tokens), "
@@ -120,7 +120,7 @@ def ledger_totals(ledger: Path, run_id: str) -> dict[str, Any]:
 
 
 def decisions_per_item(ledger: Path, run_id: str) -> dict[str, int]:
-    con = duckdb.connect(str(ledger), read_only=True)
+    con = open_ledger(str(ledger))
     try:
         rows = con.execute(
             "SELECT i.item_id, count(d.item_id) FROM items i LEFT JOIN item_decisions d "

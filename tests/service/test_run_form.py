@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import duckdb
 import httpx
 import pytest
+from ledger_helpers import open_ledger
 from service_helpers import scaled, stop, wait_until, write_questions
 
 from ttscale.engines.config import TEST_ENGINES_ENV
@@ -324,7 +324,7 @@ def test_run_form_shows_choices_with_defaults_and_submits_a_run(
         assert time.monotonic() < deadline, f"flow run still {state['type']}"
         time.sleep(1)
     assert state["type"] == "COMPLETED", state
-    con = duckdb.connect(str(out / "ledger.duckdb"), read_only=True)
+    con = open_ledger(str(out / "ledger.duckdb"))
     try:
         row = con.execute("SELECT count(*) FROM item_decisions").fetchone()
     finally:

@@ -39,7 +39,9 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
-DEFAULT_LEDGER = "ttscale-out/ledger.duckdb"
+# A DuckLake: SQLite catalog here, its Parquet files in ttscale-out/ledger.sqlite.files/.
+DEFAULT_LEDGER = "ttscale-out/ledger.sqlite"
+LEDGER_HELP = "Ledger: a path (SQLite-catalog lake) or a ducklake:sqlite:/ducklake:postgres: URI."
 
 
 @dataclass

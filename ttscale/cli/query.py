@@ -8,6 +8,7 @@ import typer
 
 from ttscale.cli.app import (
     DEFAULT_LEDGER,
+    LEDGER_HELP,
     app,
     check_format,
     fail,
@@ -21,7 +22,7 @@ from ttscale.cli.app import (
 @guarded
 def sql(
     query: Annotated[str, typer.Argument(help="One SQL statement.")],
-    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Query the ledger read-only: one SELECT-like statement, no file or network access.
@@ -46,7 +47,7 @@ def sql(
 @guarded
 def report(
     run_id: Annotated[str, typer.Argument(help="The run to report on.")],
-    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
     out: Annotated[
         str | None,
         typer.Option(help="Output root (default: the run's own output_uri)."),
@@ -62,12 +63,14 @@ def report(
     """
     from ttscale.batch import report_prefix, run_prefix
     from ttscale.ledger import Ledger
+    from ttscale.ledger.lake import retry_lake
     from ttscale.reports.build import build_report
     from ttscale.reports.publish import publish_report
     from ttscale.storage import open_store
 
     with Ledger(ledger, read_only=True) as led:
-        built = build_report(led.con, run_id)
+        # Only reads: retried whole while a SQLite catalog is busy with writers.
+        built = retry_lake(build_report)(led.con, run_id)
     root = out or built.run.request.get("output_uri") or "file://ttscale-out"
     store, prefix = open_store(root)
     target = report_prefix(run_prefix(prefix, run_id))
@@ -85,7 +88,7 @@ RUN_COLUMNS = (
 @guarded
 def runs(
     ctx: typer.Context,
-    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """One line per run in the ledger: id, status, start, duration, items, tokens, accuracy.
@@ -112,7 +115,7 @@ def runs(
 @guarded
 def runs_show(
     run_id: Annotated[str, typer.Argument(help="The run to show.")],
-    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
 ) -> None:
     """One run: its summary, request, versions, and accuracy and tokens per strategy × budget."""
     import json
@@ -154,7 +157,7 @@ def replay_command(
             "its budgets are replayed."
         ),
     ],
-    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
     pool_strategy: Annotated[
         str, typer.Option(help="Unit whose samples form the pool.")
     ] = "majority",

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ttscale.cli.app import app, fail, guarded, int_list, settings
+from ttscale.cli.app import LEDGER_HELP, app, fail, guarded, int_list, settings
 from ttscale.cli.specs import parse_key_values, parse_strategy
 from ttscale.cli.terminal import log_path_for, terminal_output
 
@@ -174,7 +174,7 @@ def run(
     output_uri: Annotated[
         str | None, typer.Option("--output", help="Where results and reports go.")
     ] = None,
-    ledger: Annotated[str | None, typer.Option(help="DuckDB ledger file.")] = None,
+    ledger: Annotated[str | None, typer.Option(help=LEDGER_HELP)] = None,
     strategy: Annotated[list[str] | None, typer.Option(help=STRATEGY_HELP)] = None,
     majority: Annotated[
         str | None, typer.Option(help="Shortcut: majority vote sample counts, e.g. 1,2,4,8.")

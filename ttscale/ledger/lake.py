@@ -23,7 +23,9 @@ are checked: unsigned extensions stay disabled); only when a package is missing 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any, TypeVar
 
 import duckdb
 from tenacity import (
+    RetryCallState,
     retry,
     retry_if_exception,
     stop_after_attempt,
@@ -58,6 +61,7 @@ _TRANSIENT = (
     "sqlite_busy",
 )
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,11 @@ class LakeSpec:
         default = f"{self.catalog_file}.files/" if self.catalog_file else None
         tail = f"{_DATA_PATH_WORD}{self.data_path}" if self.data_path != default else ""
         return f"ducklake:{self.catalog}{tail}"
+
+    @property
+    def display(self) -> str:
+        """``uri`` with any password masked, for messages and results."""
+        return re.sub(r"(password=)\S+", r"\1***", self.uri)
 
     def local_dirs(self) -> list[Path]:
         """Local folders the lake's files live in (for the SQL sandbox's allow-list)."""
@@ -222,7 +231,7 @@ def connect_lake(
         con.execute(f"USE {LAKE}")
     except duckdb.Error as exc:
         con.close()
-        raise LedgerError(f"cannot open ledger {spec.uri}: {_first_line(exc)}") from None
+        raise LedgerError(f"cannot open ledger {spec.display}: {_first_line(exc)}") from None
     except BaseException:
         con.close()
         raise
@@ -248,8 +257,17 @@ def retry_lake(fn: Callable[..., T]) -> Callable[..., T]:
         retry=retry_if_exception(is_transient),
         stop=stop_after_attempt(max(1, attempts)),
         wait=wait_random_exponential(multiplier=0.05, max=2.0),
+        before_sleep=_log_retry,
         reraise=True,
     )(fn)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    # One line per retry, so conflicts show up in a run's log (and the concurrency test counts them).
+    exc = state.outcome.exception() if state.outcome else None
+    log.info(
+        "ledger retrying (attempt %d): %s", state.attempt_number, _first_line(exc or Exception())
+    )
 
 
 def _first_line(exc: BaseException) -> str:

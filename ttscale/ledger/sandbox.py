@@ -2,11 +2,12 @@
 
 Two layers, both DuckDB's own:
 
-1. The connection. The ledger is opened read-only with extension auto-install, auto-load and
-   community extensions off; then ``enable_external_access`` goes off (no file or network access
-   from SQL: ``COPY``, ``ATTACH``, ``read_csv``/``read_text``/``glob``..., ``INSTALL``, replacement
-   scans) with only the ledger's own files (and any ``allowed_directories`` given) still readable,
-   and ``lock_configuration`` goes on, so no later ``SET`` can undo any of it.
+1. The connection. The ledger lake is attached read-only (``lake.connect_lake``: its extensions
+   are loaded from their packages first) with extension auto-install, auto-load and community
+   extensions off; then ``enable_external_access`` goes off (no file or network access from SQL:
+   ``COPY``, ``ATTACH``, ``read_csv``/``read_text``/``glob``..., ``INSTALL``, replacement scans)
+   with only the lake's own files (catalog file, data folder, and any ``allowed_directories``
+   given) still readable, and ``lock_configuration`` goes on, so no later ``SET`` can undo it.
 2. The statement. DuckDB's parser (``duckdb.extract_statements``) splits the text: exactly one
    statement, and only a SELECT-like one (SELECT, WITH, FROM, VALUES, TABLE, SHOW, DESCRIBE,
    SUMMARIZE, PIVOT, EXPLAIN of those, and a few reading PRAGMAs) is run.
@@ -24,6 +25,7 @@ from typing import Any
 import duckdb
 
 from ttscale.errors import LedgerError, SqlRefusedError
+from ttscale.ledger.lake import connect_lake, parse_ledger, retry_lake
 
 RULE = "read-only: one SELECT-like statement on the ledger"
 
@@ -46,23 +48,22 @@ _LABEL_SKIP = frozenset({"OR", "REPLACE", "TEMP", "TEMPORARY", "IF", "NOT", "EXI
 def open_sandboxed(
     path: str | Path, allowed_directories: Sequence[str | Path] = ()
 ) -> duckdb.DuckDBPyConnection:
-    """The ledger at ``path``, read-only, with external access off and the configuration locked.
+    """The ledger lake ``path`` (a path or URI), read-only, with external access off and the
+    configuration locked.
 
     ``allowed_directories`` stay readable from SQL (e.g. a data folder beside the ledger).
     """
-    ledger = Path(path).resolve()
-    if not ledger.is_file():
-        raise LedgerError(f"no ledger at {path}")
+    spec = parse_ledger(path)
+    con = connect_lake(spec, read_only=True, config=dict(_CONNECT_CONFIG))
     try:
-        con = duckdb.connect(str(ledger), read_only=True, config=dict(_CONNECT_CONFIG))
-    except duckdb.Error as exc:
-        raise LedgerError(f"cannot open ledger {path}: {_first_line(exc)}") from None
-    try:
-        # allowed_* can only be set while external access is still on, and before the lock.
-        con.execute("SET allowed_paths = ?", [[str(ledger)]])
+        # allowed_* can only be set while external access is still on, and before the lock. The
+        # lake reads its catalog and Parquet files through them; nothing else is reachable.
+        if spec.catalog_file is not None:
+            con.execute("SET allowed_paths = ?", [[str(spec.catalog_file)]])
         dirs = [str(Path(d).resolve()) + "/" for d in allowed_directories]
-        if dirs:
-            con.execute("SET allowed_directories = ?", [dirs])
+        if spec.data_path:
+            dirs.append(spec.data_path)
+        con.execute("SET allowed_directories = ?", [dirs])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     except BaseException:
@@ -71,17 +72,31 @@ def open_sandboxed(
     return con
 
 
-def check_statement(sql: str) -> duckdb.Statement:
+def check_statement(sql: str) -> duckdb.Statement | str:
     """The one statement in ``sql`` if it only reads; else ``SqlRefusedError``.
+
+    DuckDB 1.5 parses some single statements as several (PIVOT: CREATE TYPE then SELECT; COPY FROM
+    DATABASE: a transaction of copies). Such a text is one statement as typed: a PIVOT is returned
+    as the text itself (run whole), anything else is refused by its leading keywords.
 
     Text DuckDB cannot parse is a ``LedgerError`` ("query failed"), as any failed query.
     """
+    words = _words(sql)
+    if any(words[i : i + 2] == ["IMPORT", "DATABASE"] for i in range(len(words))):
+        # DuckDB 1.5's parser itself reads DIR/schema.sql and load.sql of an IMPORT DATABASE:
+        # refuse it from the tokens, before anything parses it.
+        raise _refused("IMPORT DATABASE")
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as exc:
         raise LedgerError(f"query failed: {_first_line(exc)}") from None
     if not statements:
         raise SqlRefusedError(f"refused: no SQL statement given ({RULE})")
+    if len(statements) > 1 and _typed_statements(sql) == 1:
+        words = _words(sql)
+        if words and words[0] in ("PIVOT", "UNPIVOT"):
+            return sql
+        raise _refused(_label(sql))
     if len(statements) > 1:
         raise SqlRefusedError(
             f"refused: {len(statements)} statements given; ttscale sql runs exactly one ({RULE})"
@@ -102,10 +117,16 @@ def run_user_sql(
     """Check and run one user statement on the sandboxed ledger; returns column names and rows."""
     statement = check_statement(sql)
     con = open_sandboxed(path, allowed_directories)
+
+    def run() -> tuple[list[str], list[tuple[Any, ...]]]:
+        cursor = con.execute(statement)
+        rows = cursor.fetchall()
+        return [d[0] for d in cursor.description] if cursor.description else [], rows
+
     try:
         try:
-            cursor = con.execute(statement)
-            rows = cursor.fetchall()
+            # A SQLite catalog busy with a writer's commit answers "database is locked": retried.
+            return retry_lake(run)()
         except duckdb.PermissionException as exc:
             raise SqlRefusedError(
                 f"refused: file, network and extension access is not allowed in ttscale sql "
@@ -117,8 +138,6 @@ def run_user_sql(
                     f"refused: settings cannot be changed in ttscale sql ({RULE})"
                 ) from None
             raise LedgerError(f"query failed: {_first_line(exc)}") from None
-        names = [d[0] for d in cursor.description] if cursor.description else []
-        return names, rows
     finally:
         con.close()
 
@@ -159,6 +178,17 @@ def _tokens(sql: str) -> list[tuple[int, str, str]]:
         if name != "comment":
             out.append((start, name, sql[start:end].strip()))
     return out
+
+
+def _typed_statements(sql: str) -> int:
+    """How many statements the text holds as typed: non-empty runs of tokens between ``;``."""
+    count, current = 0, 0
+    for _, _, text in _tokens(sql):
+        if text == ";":
+            count, current = count + (current > 0), 0
+        else:
+            current += 1
+    return count + (current > 0)
 
 
 def _words(sql: str) -> list[str]:

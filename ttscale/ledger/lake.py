@@ -200,6 +200,15 @@ def attach_sql(spec: LakeSpec, *, read_only: bool) -> str:
     return f"ATTACH {_quote('ducklake:' + spec.catalog)} AS {LAKE}{tail}"
 
 
+def attach_script(setting: str | Path, *, read_only: bool = True) -> str:
+    """The SQL a plain ``duckdb`` CLI (1.5.5) or Python user runs to attach this lake: LOAD of
+    each packaged extension file, then ATTACH and USE (an S3 data path also needs a
+    ``CREATE SECRET``; see the README)."""
+    spec = parse_ledger(setting)
+    lines = [f"LOAD '{extension_file(name) or name}';" for name in _extensions(spec)]
+    return "\n".join([*lines, attach_sql(spec, read_only=read_only) + ";", f"USE {LAKE};"])
+
+
 def connect_lake(
     setting: str | Path | LakeSpec,
     *,
@@ -273,3 +282,4 @@ def _log_retry(state: RetryCallState) -> None:
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+

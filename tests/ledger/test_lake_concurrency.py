@@ -165,6 +165,13 @@ def _concurrent_batches(ledger: str) -> None:
         f"{sum(err.count('ledger retrying') for _, err in outputs)}; failed batches {len(failed)}, "
         f"failed reads {len(readers.failures)}"
     )
+    reasons = {
+        line.split(": ", 1)[-1][:90]
+        for _, err in outputs
+        for line in err.splitlines()
+        if "ledger retrying" in line
+    }
+    print(f"writer retry reasons: {sorted(reasons)}")
     assert failed == [], failed[0][-2000:]
     assert readers.failures == [], readers.failures[:5]
     assert readers.reads["sql"] > 0 and readers.reads["held"] > 0

@@ -166,7 +166,7 @@ def _concurrent_batches(ledger: str) -> None:
         f"failed reads {len(readers.failures)}"
     )
     reasons = {
-        line.split(": ", 1)[-1][:90]
+        line.split("): ", 1)[-1][-90:]
         for _, err in outputs
         for line in err.splitlines()
         if "ledger retrying" in line

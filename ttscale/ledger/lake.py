@@ -22,10 +22,12 @@ are checked: unsigned extensions stay disabled); only when a package is missing 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
 import re
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +233,8 @@ def connect_lake(
                 "lake (ttscale ledger import) or give another --ledger path"
             )
         catalog_file.parent.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            _use_wal(catalog_file)
     con = duckdb.connect(config=dict(config or {}))
     try:
         load_extensions(con, _extensions(spec))
@@ -245,6 +249,22 @@ def connect_lake(
         con.close()
         raise
     return con
+
+
+def _use_wal(catalog_file: Path) -> None:
+    """Put the SQLite catalog in WAL mode (it stays so; a no-op once it is).
+
+    In SQLite's default rollback-journal mode a reader's open transaction blocks a writer's
+    commit (measured: commits waited out the 5 s busy timeout, reads failed "database is
+    locked"). In WAL mode readers never block the writer, and a writer whose snapshot went stale
+    gets "database is locked" at once, so two overlapping ingests serialise: the second rolls
+    back, is retried, and its anti-join sees the first's rows.
+    """
+    try:
+        with contextlib.closing(sqlite3.connect(catalog_file, timeout=5)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error:
+        pass  # busy now: the lake works in rollback mode too (retried); a later open switches it
 
 
 def _is_duckdb_file(path: Path) -> bool:
@@ -274,9 +294,8 @@ def retry_lake(fn: Callable[..., T]) -> Callable[..., T]:
 def _log_retry(state: RetryCallState) -> None:
     # One line per retry, so conflicts show up in a run's log (and the concurrency test counts them).
     exc = state.outcome.exception() if state.outcome else None
-    log.info(
-        "ledger retrying (attempt %d): %s", state.attempt_number, _first_line(exc or Exception())
-    )
+    reason = " ".join(str(exc).split())[-160:]  # the last words say why (locked, conflict…)
+    log.info("ledger retrying (attempt %d): %s", state.attempt_number, reason)
 
 
 def _first_line(exc: BaseException) -> str:

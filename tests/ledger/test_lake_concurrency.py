@@ -227,3 +227,26 @@ def test_kill_9_mid_commit_then_rerun_on_postgres_and_s3(
     postgres_s3_ledger: str, tmp_path: Path
 ) -> None:
     _kill_mid_commit(postgres_s3_ledger, tmp_path)
+
+
+def _same_run_twice(ledger: str) -> None:
+    """Two processes ingest the same runs at once (a resumed run racing its stale parent)."""
+    from ttscale.ledger import Ledger
+
+    Ledger(ledger).close()
+    run_ids = [f"same-{b}" for b in range(RUNS_EACH)]
+    writers = [_writer(ledger, run_ids) for _ in range(2)]
+    for writer in writers:
+        _, err = writer.communicate(timeout=600)
+        assert writer.returncode == 0, err[-2000:]
+    _check_exact(ledger, run_ids)
+
+
+def test_the_same_run_ingested_twice_at_once_counts_once_on_sqlite(tmp_path: Path) -> None:
+    _same_run_twice(str(tmp_path / "ledger.sqlite"))
+
+
+def test_the_same_run_ingested_twice_at_once_counts_once_on_postgres(
+    postgres_s3_ledger: str,
+) -> None:
+    _same_run_twice(postgres_s3_ledger)

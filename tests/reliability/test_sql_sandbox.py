@@ -177,11 +177,15 @@ class World:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    """Every file under root (the home folder too) and a hash of its bytes."""
+    """Every file under root (the home folder too) and a hash of its bytes, but a SQLite catalog's
+    -shm index and empty -wal log: a reader of a WAL-mode catalog opens them (a write would not
+    leave the -wal empty)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
         if p.is_file()
+        and not p.name.endswith("-shm")
+        and not (p.name.endswith("-wal") and not p.stat().st_size)
     }
 
 

@@ -37,6 +37,7 @@ from ttscale.ledger.staging import (
     INGEST_CLEANUP_SQL,
     INGEST_COUNTS_SQL,
     INGEST_INSERT_SQL,
+    INGEST_LOCK_SQL,
     INPUT_ERRORS_SQL,
     ITEMS_SQL,
     RUN_SQL,
@@ -212,6 +213,7 @@ class Ledger:
     ) -> tuple[int, int]:
         """The ingest's one transaction over staged files; whole, so a retry may run it again."""
         with self._transaction("ingest"):
+            self.con.execute(INGEST_LOCK_SQL)
             if run is not None:
                 self.con.execute(RUN_SQL, run.params())
             if items_path is not None:

@@ -157,4 +157,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         FROM runs r;
         """,
     ),
+    Migration(
+        4,
+        "add_ingest_lock",
+        """
+        -- One row that every ingest updates first. DuckLake lets two transactions insert into a
+        -- table at once, so two ingests of the same run could both pass the anti-join; any two
+        -- that delete from the same table conflict at commit, so the later one rolls back, is
+        -- retried, and sees the first's rows. (A SQLite catalog in WAL mode serialises them too.)
+        CREATE TABLE ingest_lock (ingests BIGINT NOT NULL);
+        INSERT INTO ingest_lock VALUES (0);
+        """,
+    ),
 )

@@ -131,6 +131,9 @@ INPUT_ERRORS_SQL = f"""INSERT INTO input_errors SELECT s.* FROM (
     WHERE NOT EXISTS (SELECT 1 FROM input_errors e
                       WHERE e.run_id = s.run_id AND e.object = s.object AND e.line = s.line)"""
 
+# First in every ingest transaction: overlapping ingests conflict, so they serialise (migration 4).
+INGEST_LOCK_SQL = "UPDATE ingest_lock SET ingests = ingests + 1"
+
 # The run's first row stays: inserted only when the ledger has no row for the run (last ?).
 RUN_SQL = (
     "INSERT INTO runs (run_id, created_at, fingerprint, engine, engine_kind, "

@@ -4,6 +4,7 @@ The ledger is a DuckLake: a SQL catalog (SQLite file embedded, Postgres in the s
 Parquet data files. Several processes may write at once and readers never block writers; the
 price is that commits can conflict, and a SQLite catalog can answer "database is locked", so
 callers wrap whole transactions (and reads) in ``retry_lake`` (``Ledger`` and the SQL sandbox do).
+A SQLite catalog is switched to WAL mode when opened for writing (``_use_wal``).
 
 The ledger setting is one string (``--ledger``, ``BatchRequest.ledger_path``):
 

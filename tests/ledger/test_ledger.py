@@ -200,9 +200,8 @@ def test_ingest_run_is_whole_and_idempotent(tmp_path: Path) -> None:
         assert _table_counts(ledger) == _expected_counts(records)
         _, rows = ledger.query("SELECT status, flow_run_id, started_at FROM runs")
         assert rows == [("ingested", "flow-1", None)]
-        # detail_json holds the record's detail object itself, encoded once.
         _, rows = ledger.query("SELECT DISTINCT json_type(detail_json) FROM item_decisions")
-        assert rows == [("OBJECT",)]
+        assert rows == [("OBJECT",)]  # the record's detail object itself, encoded once
         # Again, and again with every record in one part: nothing new, nothing doubled.
         assert ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, parts) == (0, 0)
         assert ledger.ingest_run(_run(), QUESTIONS, BAD_ROWS, [("p", _jsonl(records))]) == (0, 0)

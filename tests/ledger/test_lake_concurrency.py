@@ -26,6 +26,7 @@ import pytest
 from lake_writer import expected_totals
 
 from ttscale.ledger.lake import attach_sql, is_transient, load_extensions, parse_ledger
+from ttscale.ledger.migrations import MIGRATIONS
 
 WRITER = Path(__file__).with_name("lake_writer.py")
 WRITERS, RUNS_EACH = 4, 3
@@ -250,3 +251,29 @@ def test_the_same_run_ingested_twice_at_once_counts_once_on_postgres(
     postgres_s3_ledger: str,
 ) -> None:
     _same_run_twice(postgres_s3_ledger)
+
+
+def _created_at_once(ledger: str) -> None:
+    """4 processes open a lake that does not exist yet: it is created and migrated once."""
+    from ttscale.ledger import Ledger
+
+    code = f"from ttscale.ledger import Ledger; Ledger({ledger!r}).close()"
+    openers = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        for _ in range(WRITERS)
+    ]
+    for opener in openers:
+        _, err = opener.communicate(timeout=300)
+        assert opener.returncode == 0, err[-2000:]
+    with Ledger(ledger, read_only=True) as lake:
+        _, rows = lake.query("SELECT version, count(*) FROM schema_migrations GROUP BY ALL")
+        assert all(n == 1 for _, n in rows) and len(rows) == len(MIGRATIONS), rows
+        assert lake.query("SELECT count(*) FROM ingest_lock")[1] == [(1,)]
+
+
+def test_a_new_lake_opened_by_4_processes_at_once_on_sqlite(tmp_path: Path) -> None:
+    _created_at_once(str(tmp_path / "ledger.sqlite"))
+
+
+def test_a_new_lake_opened_by_4_processes_at_once_on_postgres(postgres_s3_ledger: str) -> None:
+    _created_at_once(postgres_s3_ledger)

@@ -62,6 +62,8 @@ _TRANSIENT = (
     "failed to query most recent snapshot",
     "database is busy",
     "sqlite_busy",
+    # Postgres, when two processes create the same lake's catalog tables at once.
+    "duplicate key value violates unique constraint",
 )
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -90,14 +90,17 @@ class Ledger:
     def migrate(self) -> list[str]:
         """Apply every migration newer than the lake's version; returns their names.
 
-        Each migration and its version row commit together, so a process that loses a race to
-        apply it sees a conflict, and its retry (``retry_lake``) finds it applied.
+        Each migration reads the version and applies itself in one transaction (one snapshot),
+        so a process racing another either sees it applied and skips it, or conflicts at commit
+        and is retried (``retry_lake``) into seeing it applied.
         """
-        applied = []
+        applied: list[str] = []
+        if self.schema_version() >= MIGRATIONS[-1].version:
+            return applied  # the usual case: one catalog read
         for migration in MIGRATIONS:
-            if migration.version <= self.schema_version():
-                continue
             with self._transaction(f"migration {migration.name}"):
+                if migration.version <= self.schema_version():
+                    continue
                 self.con.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER NOT NULL, "
                     "name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"

@@ -232,8 +232,8 @@ def connect_lake(
             raise LedgerError(f"no ledger at {catalog_file}")
         if catalog_file.is_file() and _is_duckdb_file(catalog_file):
             raise LedgerError(
-                f"{catalog_file} is a DuckDB ledger file from before the lake; import it into a "
-                "lake (ttscale ledger import) or give another --ledger path"
+                f"{catalog_file} is a DuckDB ledger file from before the lake (importing one is "
+                "not built yet); give another --ledger path, e.g. ledger.sqlite"
             )
         catalog_file.parent.mkdir(parents=True, exist_ok=True)
         if not read_only:

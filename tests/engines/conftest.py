@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tiny_model import build_tiny_model
 
 from ttscale.engines.config import VLLMEngineConfig
-from ttscale.model_prep import build_tiny_model
 
 T = TypeVar("T")
 

@@ -16,7 +16,9 @@ from ttscale.prompts import PROFILES
 from ttscale.runner import Unit, run_unit
 from ttscale.schemas import Question
 from ttscale.strategies.common import majority_vote
-from ttscale.strategies.config import AdaptiveConsistencyConfig, ESCConfig, MajorityConfig
+from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.esc import ESCConfig
+from ttscale.strategies.kinds.majority import MajorityConfig
 from ttscale.strategies.replay import SamplePool, replay, unbiased_majority_at_k
 
 QUESTIONS = [

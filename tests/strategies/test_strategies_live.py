@@ -16,15 +16,13 @@ from ttscale.prompts import PROFILES
 from ttscale.runner import Unit, run_unit
 from ttscale.schemas import Question
 from ttscale.strategies import STRATEGIES
-from ttscale.strategies.config import (
-    AdaptiveConsistencyConfig,
-    BestOfNConfig,
-    BudgetForcingConfig,
-    ESCConfig,
-    OptScaleConfig,
-    RefinementConfig,
-    WeightedVoteConfig,
-)
+from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.best_of_n import BestOfNConfig
+from ttscale.strategies.kinds.budget_forcing import BudgetForcingConfig
+from ttscale.strategies.kinds.esc import ESCConfig
+from ttscale.strategies.kinds.optscale import OptScaleConfig
+from ttscale.strategies.kinds.refinement import RefinementConfig
+from ttscale.strategies.kinds.weighted_vote import WeightedVoteConfig
 
 Q = Question(id="q", question="What is 20 plus 22?", answer="42", dataset="arithmetic")
 

@@ -43,17 +43,15 @@ from ttscale.prompts import PROFILES, ModelProfile
 from ttscale.runner import Unit, run_unit
 from ttscale.schemas import Question
 from ttscale.strategies.base import StopReason
-from ttscale.strategies.config import (
-    AdaptiveConsistencyConfig,
-    BestOfNConfig,
-    BudgetForcingConfig,
-    ESCConfig,
-    MajorityConfig,
-    OptScaleConfig,
-    RefinementConfig,
-    RewardModelScorerConfig,
-    WeightedVoteConfig,
-)
+from ttscale.strategies.config import RewardModelScorerConfig
+from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.best_of_n import BestOfNConfig
+from ttscale.strategies.kinds.budget_forcing import BudgetForcingConfig
+from ttscale.strategies.kinds.esc import ESCConfig
+from ttscale.strategies.kinds.majority import MajorityConfig
+from ttscale.strategies.kinds.optscale import OptScaleConfig
+from ttscale.strategies.kinds.refinement import RefinementConfig
+from ttscale.strategies.kinds.weighted_vote import WeightedVoteConfig
 from ttscale.strategies.language import LANGUAGE_NAMES, THINKING_PREFIX, WAIT, detect_language
 
 pytest.importorskip("vllm", reason="vllm is not installed (pip install -e '.[cpu]')")

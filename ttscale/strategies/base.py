@@ -13,21 +13,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
 from ttscale.engines.base import Completion, Engine, SamplingSpec
 from ttscale.errors import EngineDeadError, EngineRequestError, EngineUnreachableError
 from ttscale.prompts import ModelProfile
+from ttscale.retry import async_retrying, policy_named
+from ttscale.strategies.scorers import Scorer, make_scorer
 
 if TYPE_CHECKING:
     from ttscale.schemas import Question
-
-ENGINE_RETRY_ATTEMPTS = 4
+    from ttscale.strategies.config import ScorerConfig
 
 
 class StopReason(StrEnum):
@@ -104,7 +98,11 @@ def derive_seed(*parts: object) -> int:
 
 
 class StrategyContext:
-    """One item × strategy × budget: the engine, prompts, and the record of every call."""
+    """One item × strategy × budget: the engine, prompts, and the record of every call.
+
+    ``scorers`` makes the scorer a config names (``scorers.make_scorer`` by default); replay
+    passes one that serves stored scores, as its engine serves stored samples.
+    """
 
     def __init__(
         self,
@@ -115,8 +113,10 @@ class StrategyContext:
         strategy: str,
         budget: int,
         run_seed: int,
+        scorers: Callable[[ScorerConfig], Scorer] = make_scorer,
     ) -> None:
         self.engine = engine
+        self.scorers = scorers
         self.profile = profile
         self.question = question
         self.strategy = strategy
@@ -165,8 +165,8 @@ class StrategyContext:
     ) -> Completion:
         """Generate one completion (``spec.n`` must be 1) and record it.
 
-        Recoverable engine errors are retried (bounded, jittered); a failed attempt returned no
-        tokens, so nothing is recorded for it.
+        Recoverable engine errors are retried (the "engine" policy of ``ttscale.retry``); a failed
+        attempt returned no tokens, so nothing is recorded for it.
         """
         if spec.n != 1:
             raise ValueError("StrategyContext.generate draws one completion per call")
@@ -185,18 +185,14 @@ class StrategyContext:
         )
         started = time.perf_counter()
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(EngineRequestError),
-                stop=stop_after_attempt(ENGINE_RETRY_ATTEMPTS),
-                wait=wait_random_exponential(multiplier=0.05, max=2.0),
-                reraise=True,
-            ):
+            async for attempt in async_retrying("engine", (EngineRequestError,)):
                 with attempt:
                     generation = await self.engine.generate(prompt_ids, spec)
         except EngineUnreachableError as error:
             # Nobody answered through every retry: the engine is gone, not this request.
+            attempts = policy_named("engine").max_attempts()
             raise EngineDeadError(
-                f"engine unreachable after {ENGINE_RETRY_ATTEMPTS} attempts: {error}"
+                f"engine unreachable after {attempts} attempts: {error}"
             ) from error
         completion = generation.completions[0]
         thinking, answer = self.split_tokens(completion, phase)

@@ -7,13 +7,74 @@ suppressed and "Wait" appended, as long as budget remains; thinking never exceed
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
 from ttscale.engines.base import SamplingSpec
 from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import extractor, question_prompt
-from ttscale.strategies.config import BudgetForcingConfig
+from ttscale.strategies.config import StrategyConfigBase
 from ttscale.strategies.language import forcing_for
+from ttscale.strategies.registry import BudgetUnit, strategy
 
 
+class BudgetForcingConfig(StrategyConfigBase):
+    """s1 budget forcing: cap thinking at B tokens, then force the delimiter and the answer cue.
+
+    With ``extensions > 0``, an early end of thinking is suppressed and ``wait_text`` appended,
+    up to that many times while budget remains; thinking never exceeds B.
+    """
+
+    model_config = ConfigDict(title="Budget forcing")
+
+    kind: Literal["budget_forcing"] = Field("budget_forcing", title="Strategy kind")
+    temperature: float = Field(
+        0.0, ge=0, le=2, title="Temperature", description="0 is greedy, as in s1."
+    )
+    budgets_tokens: list[int] = Field(
+        [64, 128, 256],
+        title="Thinking budgets B (tokens)",
+        description="One result per B: thinking capped at B tokens.",
+    )
+    extensions: int = Field(
+        0,
+        ge=0,
+        le=16,
+        title="Extensions",
+        description="Times an early end of thinking is replaced with the wait text.",
+    )
+    wait_text: str = Field(
+        "Wait",
+        title="Wait text",
+        description="Appended to extend thinking (translated by language forcing).",
+    )
+    answer_max_tokens: int = Field(
+        32, ge=1, le=1024, title="Answer tokens", description="Tokens for the forced answer."
+    )
+    language_forcing: Literal["none", "wait", "prefix", "system", "all"] = Field(
+        "none",
+        title="Language forcing",
+        description="Keep thinking in the question's language: a translated 'Wait', a translated "
+        "thinking prefix, a 'think and answer only in X' system prompt, or all three.",
+    )
+
+    @field_validator("budgets_tokens")
+    @classmethod
+    def _valid_budgets(cls, v: list[int]) -> list[int]:
+        return cls._check_budgets(v)
+
+    def budgets(self) -> list[int]:
+        return list(self.budgets_tokens)
+
+
+@strategy(
+    BudgetForcingConfig,
+    order=20,
+    # The report's x axis counts thousands of thinking tokens, so p and ε read "per 1k tokens".
+    budget=BudgetUnit("1k thinking tokens", scale=1000.0),
+    enabled_by_default=True,
+)
 async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> Outcome:
     """One sample whose thinking is forced to end within ``ctx.budget`` tokens."""
     forcing = forcing_for(config.language_forcing, ctx.question.language, config.wait_text)

@@ -17,7 +17,6 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from ttscale import batch
 from ttscale.reports.headline import (
     CUTOFF_HEADER,
     RESULTS_HEADER,
@@ -26,6 +25,7 @@ from ttscale.reports.headline import (
     results_rows,
 )
 from ttscale.reports.markdown import render_markdown
+from ttscale.service import BatchPlan, PublishedReport
 from ttscale.storage import browser_link
 
 REPORT_LINK_EXPIRES_S = int(os.environ.get("TTSCALE_REPORT_LINK_EXPIRES_S", str(7 * 24 * 3600)))
@@ -76,7 +76,7 @@ def artifact_key(kind: str, run_id: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{kind}-{run_id}".lower())
 
 
-def publish_artifacts(plan: batch.BatchPlan, published: batch.PublishedReport) -> None:
+def publish_artifacts(plan: BatchPlan, published: PublishedReport) -> None:
     """The report as a Markdown artifact (headline tables inline), and the cutoffs as a table."""
     report, uris = published.report, published.uris
     link = browser_link(uris["html"], REPORT_LINK_EXPIRES_S) if "html" in uris else None

@@ -74,7 +74,7 @@ def scripted_ledger() -> Callable[[Path], Path]:
         from ttscale.ledger import Ledger
         from ttscale.ledger.staging import RunRow
         from ttscale.prompts import PROFILES
-        from ttscale.runner import Unit, run_unit
+        from ttscale.runner import Unit, attempt_unit
         from ttscale.schemas import Question
         from ttscale.strategies.config import MajorityConfig
 
@@ -86,7 +86,11 @@ def scripted_ledger() -> Callable[[Path], Path]:
         unit = Unit("majority", 8, MajorityConfig(n=[8]))
 
         async def go() -> list[dict]:
-            return [await run_unit(engine, PROFILES["plain"], q, unit, "r1", 0) for q in questions]
+            # The ledger ingests part records as JSON, the shape part objects hold.
+            return [
+                (await attempt_unit(engine, PROFILES["plain"], q, unit, "r1", 0)).to_json()
+                for q in questions
+            ]
 
         with Ledger(path) as led:
             led.record_run(

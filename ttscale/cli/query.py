@@ -60,17 +60,17 @@ def report(
 
       ttscale report run-1a2b3c4d5e6f --out s3://bucket/ttscale
     """
-    from ttscale.batch import report_prefix, run_prefix
     from ttscale.ledger import Ledger
-    from ttscale.reports.build import build_report
+    from ttscale.ledger.report_data import build_report_from_ledger
     from ttscale.reports.publish import publish_report
+    from ttscale.service import RunLayout
     from ttscale.storage import open_store
 
     with Ledger(ledger, read_only=True) as led:
-        built = build_report(led.con, run_id)
+        built = build_report_from_ledger(led.con, run_id)
     root = out or built.run.request.get("output_uri") or "file://ttscale-out"
     store, prefix = open_store(root)
-    target = report_prefix(run_prefix(prefix, run_id))
+    target = RunLayout.of(prefix, run_id).report
     for kind, uri in publish_report(built, store, target).items():
         typer.echo(f"report ({kind}): {uri}")
 

@@ -1,8 +1,10 @@
-"""`ttscale run`: build a BatchRequest from flags and files, check it, run it, print the results."""
+"""`ttscale run`: build a BatchRequest from flags and files, check it, run it, print the results.
+
+The run goes through ``ttscale.service.run_batch`` in this process: no Prefect.
+"""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +13,8 @@ import typer
 
 from ttscale.cli.app import app, fail, guarded, int_list, settings
 from ttscale.cli.specs import parse_key_values, parse_strategy
-from ttscale.cli.terminal import log_path_for, terminal_output
+from ttscale.cli.terminal import service_logs, terminal_output
+from ttscale.strategies.kinds import names as kind_names
 
 
 def build_request(
@@ -57,12 +60,11 @@ def build_request(
     return BatchRequest.model_validate(data)
 
 
-def run_with_progress(request: Any, total_units: int) -> dict[str, Any]:
-    """Run the flow in this process with a progress bar (units, tokens, tokens/s)."""
+def run_with_progress(ctx: Any, loaded: Any, total_units: int) -> dict[str, Any]:
+    """Run the batch in this process with a progress bar (units, tokens, tokens/s)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows.batch import ttscale_batch
-    from ttscale.progress import add_listener, remove_listener
+    from ttscale.service import run_batch
 
     started = time.monotonic()
     tokens = 0
@@ -82,11 +84,7 @@ def run_with_progress(request: Any, total_units: int) -> dict[str, Any]:
             rate = tokens / max(time.monotonic() - started, 1e-6)
             bar.update(task_id, advance=units, tokens=tokens, rate=rate)
 
-        add_listener(on_progress)
-        try:
-            return ttscale_batch(request)
-        finally:
-            remove_listener(on_progress)
+        return run_batch(ctx, loaded, progress=on_progress)
 
 
 SMALL_SLICE_ITEMS = 10
@@ -140,18 +138,16 @@ def print_results(result: dict[str, Any]) -> None:
 def execute(request: Any) -> dict[str, Any]:
     """Check the request, then run it with logs in a file (or on the terminal with --verbose)."""
     from ttscale.preflight import preflight
-    from ttscale.runner import expand_units
+    from ttscale.service import resolve_run
 
     loaded = preflight(request)
+    ctx = resolve_run(request)
     items = len(loaded.questions[: request.max_items] if request.max_items else loaded.questions)
-    total_units = items * len(expand_units(request.strategies.configs()))
-    log_path = log_path_for(request)
-    # Prefect's ephemeral API server can take 20-40 s to start on a busy 2-core machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    # The log keeps fds 1 and 2 to the end of the process: vLLM and Prefect log their shutdown
-    # at exit. Errors and results still reach the terminal through ``settings``.
-    with terminal_output(None if settings.verbose else log_path, restore=False):
-        result = run_with_progress(request, total_units)
+    log_path = ctx.log_path()
+    # The log keeps fds 1 and 2 to the end of the process: vLLM logs its shutdown at exit.
+    # Errors and results still reach the terminal through ``settings``.
+    with terminal_output(None if settings.verbose else log_path, restore=False), service_logs():
+        result = run_with_progress(ctx, loaded, items * len(ctx.units))
     if not settings.verbose:
         result["log"] = str(log_path)
     return result
@@ -159,8 +155,7 @@ def execute(request: Any) -> dict[str, Any]:
 
 STRATEGY_HELP = (
     "A strategy as KIND:key=value,... (repeatable), e.g. majority:n=1,2,4,8 or "
-    "adaptive_consistency:n_max=16,threshold=0.95. Kinds: majority, budget_forcing, best_of_n, "
-    "weighted_vote, adaptive_consistency, esc, optscale, refinement."
+    "adaptive_consistency:n_max=16,threshold=0.95. Kinds: " + ", ".join(kind_names()) + "."
 )
 
 

@@ -65,7 +65,7 @@ async def main(args: argparse.Namespace) -> None:
     engine = await create_engine(config)
     profile = resolve_profile("auto", args.model)
     questions = load_batch(str(files("ttscale") / "data" / "demo.jsonl")).questions[: args.items]
-    prompts = [engine.chat_prompt(question_messages(profile, q.question)) for q in questions]
+    prompts = [await engine.achat_prompt(question_messages(profile, q.question)) for q in questions]
 
     def spec(question_id: str, i: int) -> SamplingSpec:
         return SamplingSpec(max_tokens=args.max_tokens, temperature=0.7, top_p=0.95,

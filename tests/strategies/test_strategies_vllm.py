@@ -37,7 +37,7 @@ import pytest
 from scipy import special, stats
 from strategy_helpers import truncnorm_mle
 
-from ttscale.engines.base import Generation, SamplingSpec
+from ttscale.engines.base import Generation, LocalTokenizer, SamplingSpec
 from ttscale.grading import canonical_answer
 from ttscale.prompts import PROFILES, ModelProfile
 from ttscale.runner import Unit, run_unit
@@ -216,8 +216,11 @@ def reward_server(reward_server_started: Server) -> str:
     pytest.fail(f"vllm serve not healthy after {SERVER_START_TIMEOUT_S}s:\n{tail}")
 
 
-class SpyEngine:
-    """One unit's view of the shared engine: every request it made and what came back."""
+class SpyEngine(LocalTokenizer):
+    """One unit's view of the shared engine: every request it made and what came back.
+
+    Its tokenizer calls are the shared engine's (in-process, so local).
+    """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner

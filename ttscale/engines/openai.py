@@ -55,9 +55,9 @@ class OpenAICompatibleEngine:
     ``tokenizer_path`` (the model's folder, or one with its tokenizer files) makes
     ``encode``/``decode`` local;
     without it they call the server's ``/tokenize`` and ``/detokenize``. ``chat_prompt``
-    always asks the server, so the served chat template is the one used. Those HTTP calls block
-    in ``encode``/``decode``/``chat_prompt``; from a coroutine use ``aencode``/``adecode``/
-    ``achat_prompt``, which do not block the event loop.
+    always asks the server, so the served chat template is the one used. ``aencode``/``adecode``/
+    ``achat_prompt`` (the ``Engine`` protocol's) do not block the event loop; the blocking
+    ``encode``/``decode``/``chat_prompt`` are for synchronous callers such as scripts.
     """
 
     def __init__(

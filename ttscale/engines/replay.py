@@ -7,8 +7,8 @@ on the same seeds gets the same draw. Only independent samples can be served thi
 that continues or forces text (stop strings) or whose seed names no stored sample is refused.
 
 A pool stores texts and token counts, not token ids and not prompts: completions carry
-placeholder ids of the stored length, so their token counts are exact, while ``encode`` and
-``chat_prompt`` return no ids and ``decode`` returns no text.
+placeholder ids of the stored length, so their token counts are exact, while ``aencode`` and
+``achat_prompt`` return no ids and ``adecode`` returns no text.
 """
 
 from __future__ import annotations
@@ -80,13 +80,16 @@ class ReplayEngine:
         """
         return self._scores.get(completion)
 
-    def encode(self, text: str) -> list[int]:
+    async def aencode(self, text: str) -> list[int]:
+        """No ids: stored samples are served whatever the prompt."""
         return []
 
-    def decode(self, token_ids: Sequence[int]) -> str:
+    async def adecode(self, token_ids: Sequence[int]) -> str:
+        """No text: served ids are placeholders."""
         return ""
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    async def achat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """No ids: stored samples are served whatever the prompt."""
         return []
 
     def versions(self) -> dict[str, str]:

@@ -12,14 +12,14 @@ import re
 import zlib
 from collections.abc import Sequence
 
-from ttscale.engines.base import Completion, Generation, SamplingSpec
+from ttscale.engines.base import Completion, Generation, LocalTokenizer, SamplingSpec
 from ttscale.engines.config import ScriptedEngineConfig
 
 _QUESTION = re.compile(r"What is (\d+) (plus|minus|times) (\d+)")
 _OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 
 
-class ScriptedEngine:
+class ScriptedEngine(LocalTokenizer):
     """Answers "What is A plus B?" questions: right with probability ``accuracy`` per sample.
 
     Thinking is a seeded run of filler words, then "Final Answer: N". A prompt that already ends

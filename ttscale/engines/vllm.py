@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ttscale.engines.base import Completion, FinishReason, Generation, SamplingSpec
+from ttscale.engines.base import (
+    Completion,
+    FinishReason,
+    Generation,
+    LocalTokenizer,
+    SamplingSpec,
+)
 from ttscale.engines.config import VLLMEngineConfig
 from ttscale.errors import EngineDeadError, EngineRequestError
 
@@ -36,7 +42,7 @@ def _set_cpu_env(config: VLLMEngineConfig) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
 
 
-class VLLMEngine:
+class VLLMEngine(LocalTokenizer):
     """An ``Engine`` over vLLM's ``AsyncLLM``. Build it with ``await VLLMEngine.create(...)``."""
 
     def __init__(self, llm: Any, tokenizer: Any, model: str, versions: dict[str, str]) -> None:

@@ -130,7 +130,7 @@ class StrategyContext:
         # so fixed and adaptive strategies are compared on paired samples.
         return derive_seed(self.run_seed, self.question.id, sample_index, call_index)
 
-    def split_tokens(self, completion: Completion, phase: str) -> tuple[int, int]:
+    async def split_tokens(self, completion: Completion, phase: str) -> tuple[int, int]:
         """(thinking, answer) tokens of one completion.
 
         Thinking/extension calls are all thinking and answer calls all answer; a free-running
@@ -148,7 +148,7 @@ class StrategyContext:
         lo, hi = 1, n
         while lo < hi:
             mid = (lo + hi) // 2
-            if delimiter in self.engine.decode(completion.token_ids[:mid]):
+            if delimiter in await self.engine.adecode(completion.token_ids[:mid]):
                 hi = mid
             else:
                 lo = mid + 1
@@ -195,7 +195,7 @@ class StrategyContext:
                 f"engine unreachable after {attempts} attempts: {error}"
             ) from error
         completion = generation.completions[0]
-        thinking, answer = self.split_tokens(completion, phase)
+        thinking, answer = await self.split_tokens(completion, phase)
         self.calls.append(
             CallRecord(
                 sample_index=sample_index,

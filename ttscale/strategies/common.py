@@ -10,14 +10,14 @@ from ttscale.prompts import question_messages
 from ttscale.strategies.base import StrategyContext
 
 
-def question_prompt(
+async def question_prompt(
     ctx: StrategyContext, system_extra: str = "", thinking_prefix: str | None = None
 ) -> list[int]:
     """Token ids of the chat prompt for ``ctx.question``, opened with the thinking prefix."""
     messages = question_messages(ctx.profile, ctx.question.question, system_extra)
     prefix = ctx.profile.thinking_prefix if thinking_prefix is None else thinking_prefix
-    ids = ctx.engine.chat_prompt(messages)
-    return ids + ctx.engine.encode(prefix) if prefix else ids
+    ids = await ctx.engine.achat_prompt(messages)
+    return ids + await ctx.engine.aencode(prefix) if prefix else ids
 
 
 def extractor(ctx: StrategyContext) -> Callable[[str], str | None]:

@@ -46,15 +46,24 @@ class LiveSampler:
         self.ctx = ctx
         self.dataset = ctx.question.dataset
         self.scorer = scorer
-        self._prompt = question_prompt(ctx)
+        self._prompt: list[int] | None = None
+        # Concurrent draws share one prompt; the lock makes them build it once.
+        self._prompt_lock = asyncio.Lock()
         self._spec = SamplingSpec(
             max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p
         )
         self._extract = extractor(ctx)
 
+    async def _prompt_ids(self) -> list[int]:
+        async with self._prompt_lock:
+            if self._prompt is None:
+                self._prompt = await question_prompt(self.ctx)
+        return self._prompt
+
     async def _one(self, index: int) -> Sample:
+        prompt = await self._prompt_ids()
         completion = await self.ctx.generate(
-            self._prompt, self._spec, sample_index=index, phase="sample", extract=self._extract
+            prompt, self._spec, sample_index=index, phase="sample", extract=self._extract
         )
         answer = self._extract(completion.text)
         score = None

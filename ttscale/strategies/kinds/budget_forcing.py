@@ -78,7 +78,7 @@ class BudgetForcingConfig(StrategyConfigBase):
 async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> Outcome:
     """One sample whose thinking is forced to end within ``ctx.budget`` tokens."""
     forcing = forcing_for(config.language_forcing, ctx.question.language, config.wait_text)
-    prompt = question_prompt(
+    prompt = await question_prompt(
         ctx, forcing.system_extra, ctx.profile.thinking_prefix + forcing.thinking_prefix
     )
     delimiter = ctx.profile.end_of_thinking
@@ -108,13 +108,13 @@ async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> O
         text = completion.text
         segment = text[: text.rfind(delimiter)] if delimiter in text else text
         if extensions_used < config.extensions and ctx.budget - spent > 0:
-            thinking_ids += ctx.engine.encode(segment + " " + forcing.wait_text)
+            thinking_ids += await ctx.engine.aencode(segment + " " + forcing.wait_text)
             extensions_used += 1
             continue
-        thinking_ids += ctx.engine.encode(segment)
+        thinking_ids += await ctx.engine.aencode(segment)
         how_thinking_ended = StopReason.MODEL_STOPPED
         break
-    forced = ctx.engine.encode("\n" + delimiter + ctx.profile.answer_cue)
+    forced = await ctx.engine.aencode("\n" + delimiter + ctx.profile.answer_cue)
     answer = await ctx.generate(
         prompt + thinking_ids + forced,
         SamplingSpec(max_tokens=config.answer_max_tokens, temperature=0.0, stop=("\n\n",)),

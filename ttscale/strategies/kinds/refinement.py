@@ -52,16 +52,16 @@ class RefinementConfig(StrategyConfigBase):
         return list(self.rounds)
 
 
-def refine_prompt(ctx: StrategyContext, previous: str, instruction: str) -> list[int]:
+async def refine_prompt(ctx: StrategyContext, previous: str, instruction: str) -> list[int]:
     """Token ids of the chat: question, the previous solution, then the revision request."""
     messages = question_messages(ctx.profile, ctx.question.question)
     messages += [
         {"role": "assistant", "content": previous},
         {"role": "user", "content": instruction},
     ]
-    ids = ctx.engine.chat_prompt(messages)
+    ids = await ctx.engine.achat_prompt(messages)
     prefix = ctx.profile.thinking_prefix
-    return ids + ctx.engine.encode(prefix) if prefix else ids
+    return ids + await ctx.engine.aencode(prefix) if prefix else ids
 
 
 @strategy(RefinementConfig, order=80, budget=BudgetUnit("rounds"))
@@ -77,12 +77,12 @@ async def refinement(ctx: StrategyContext, config: RefinementConfig) -> Outcome:
     extract = extractor(ctx)
     dataset = ctx.question.dataset
     completion = await ctx.generate(
-        question_prompt(ctx), spec, sample_index=0, phase="sample", extract=extract
+        await question_prompt(ctx), spec, sample_index=0, phase="sample", extract=extract
     )
     answers = [extract(completion.text)]
     reason = StopReason.CAP
     for _ in range(ctx.budget):
-        prompt = refine_prompt(ctx, completion.text, config.instruction)
+        prompt = await refine_prompt(ctx, completion.text, config.instruction)
         completion = await ctx.generate(
             prompt, spec, sample_index=0, phase="refine", extract=extract
         )

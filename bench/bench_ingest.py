@@ -1,6 +1,6 @@
 """Time the ledger ingest of a run of N items × 5 units (default 50,000) the way the flow does it.
 
-Synthetic unit records (the shape ``runner.run_unit`` writes: a decision plus 1–8 call rows) are
+Synthetic unit records (the shape ``UnitResult.to_json`` writes: a decision plus 1–8 call rows) are
 written as shard part objects to a local output store, with a few parts written twice by a
 "zombie" worker. Then, side by side in one run:
 

@@ -35,7 +35,7 @@ def generate_pool(samples: int, max_tokens: int, items: int, seed: int, ledger_p
     from ttscale.inputs import load_batch
     from ttscale.ledger import Ledger
     from ttscale.prompts import resolve_profile
-    from ttscale.runner import Unit, run_unit
+    from ttscale.runner import Unit, attempt_unit
 
     demo = load_batch(str(files("ttscale") / "data" / "demo.jsonl")).questions
     gsm8k = load_batch(str(files("ttscale") / "data" / "samples" / "gsm8k-50.jsonl")).questions
@@ -47,11 +47,10 @@ def generate_pool(samples: int, max_tokens: int, items: int, seed: int, ledger_p
         profile = resolve_profile("auto", "smollm2")
         try:
             unit = Unit("majority", samples, config)
-            return list(
-                await asyncio.gather(
-                    *(run_unit(engine, profile, q, unit, "pool", seed) for q in questions)
-                )
+            results = await asyncio.gather(
+                *(attempt_unit(engine, profile, q, unit, "pool", seed) for q in questions)
             )
+            return [result.to_json() for result in results]
         finally:
             await engine.close()
 

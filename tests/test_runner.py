@@ -12,7 +12,7 @@ from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.prompts import PROFILES
 from ttscale.records import UnitResult
-from ttscale.runner import Unit, attempt_unit, expand_units, run_shard_units, run_unit
+from ttscale.runner import Unit, attempt_unit, expand_units, run_shard_units
 from ttscale.schemas import Question
 from ttscale.service import PartWriter, ShardLayout, read_parts
 from ttscale.storage import LocalStore
@@ -22,7 +22,7 @@ Q = Question(id="q", question="What is 20 plus 22?", answer="42", dataset="arith
 
 
 def _run(engine: ScriptedEngine, unit: Unit, question: Question = Q) -> dict:
-    return asyncio.run(run_unit(engine, PROFILES["plain"], question, unit, "r", 7))
+    return asyncio.run(attempt_unit(engine, PROFILES["plain"], question, unit, "r", 7)).to_json()
 
 
 def test_majority_records_every_sample_and_votes() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from ttscale.engines.base import Engine
 from ttscale.errors import ConfigError, EngineDeadError, EngineUnreachableError, FatalError
@@ -94,23 +94,6 @@ async def attempt_unit(
     return UnitResult(
         run_id, question.id, unit.strategy, unit.budget, decision, list(ctx.calls), error
     )
-
-
-async def run_unit(
-    engine: Engine,
-    profile: ModelProfile,
-    question: Question,
-    unit: Unit,
-    run_id: str,
-    run_seed: int,
-) -> dict[str, Any]:
-    """``attempt_unit``'s result as the JSON record a part object holds.
-
-    For callers that read records as JSON (strategy and ledger tests); new code takes
-    ``attempt_unit``.
-    """
-    result = await attempt_unit(engine, profile, question, unit, run_id, run_seed)
-    return result.to_json()
 
 
 async def run_shard_units(

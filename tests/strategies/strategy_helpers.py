@@ -13,7 +13,7 @@ from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.errors import EngineRequestError
 from ttscale.prompts import PROFILES
-from ttscale.runner import Unit, run_unit
+from ttscale.runner import Unit, attempt_unit
 from ttscale.schemas import Question
 
 PROFILE = PROFILES["smollm2"]
@@ -73,7 +73,10 @@ def run(
 ) -> dict[str, Any]:
     """One unit's record, run with ``asyncio.run`` on the scripted engine."""
     unit = Unit(config.kind, budget, config)
-    return asyncio.run(run_unit(engine, PROFILE, item or question(), unit, "run-test", RUN_SEED))
+    result = asyncio.run(
+        attempt_unit(engine, PROFILE, item or question(), unit, "run-test", RUN_SEED)
+    )
+    return result.to_json()
 
 
 def assert_accounted(record: dict[str, Any], engine: CountingEngine) -> None:

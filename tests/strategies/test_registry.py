@@ -66,7 +66,7 @@ from ttscale.cli.specs import parse_strategy
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.prompts import PROFILES
-from ttscale.runner import Unit, run_unit
+from ttscale.runner import Unit, attempt_unit
 from ttscale.schemas import BatchRequest, Question
 from ttscale.strategies import registry
 from ttscale.strategies.config import StrategyConfig
@@ -87,7 +87,10 @@ questions = [
 async def live(kind_config, budget):
     engine = ScriptedEngine(ScriptedEngineConfig(accuracy=0.5))
     unit = Unit(kind_config.kind, budget, kind_config)
-    return [await run_unit(engine, PROFILES["plain"], q, unit, "r", 3) for q in questions]
+    return [
+        (await attempt_unit(engine, PROFILES["plain"], q, unit, "r", 3)).to_json()
+        for q in questions
+    ]
 
 
 pool_config = registry.get("majority").config.model_validate({"n": [4]})

@@ -40,7 +40,7 @@ from strategy_helpers import truncnorm_mle
 from ttscale.engines.base import Generation, LocalTokenizer, SamplingSpec
 from ttscale.grading import canonical_answer
 from ttscale.prompts import PROFILES, ModelProfile
-from ttscale.runner import Unit, run_unit
+from ttscale.runner import Unit, attempt_unit
 from ttscale.schemas import Question
 from ttscale.strategies.base import StopReason
 from ttscale.strategies.config import RewardModelScorerConfig
@@ -261,9 +261,9 @@ def _run_all(runner: Any, jobs: list[tuple[str, Question, Any, ModelProfile]]) -
     spies = [SpyEngine(runner.engine) for _ in jobs]
 
     async def everything() -> list[dict[str, Any]]:
-        return await asyncio.gather(
+        results = await asyncio.gather(
             *(
-                run_unit(
+                attempt_unit(
                     spy,
                     profile,
                     question,
@@ -274,6 +274,7 @@ def _run_all(runner: Any, jobs: list[tuple[str, Question, Any, ModelProfile]]) -
                 for spy, (_, question, config, profile) in zip(spies, jobs, strict=True)
             )
         )
+        return [result.to_json() for result in results]
 
     records = runner.run(everything())
     return {

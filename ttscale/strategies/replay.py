@@ -122,7 +122,7 @@ class SamplePool:
     def from_records(
         cls, run_id: str, records: Iterable[Mapping[str, Any]], questions: Sequence[Question]
     ) -> SamplePool:
-        """From ``runner.run_unit`` records of sample-based units."""
+        """From the JSON records (``UnitResult.to_json``) of sample-based units."""
         by_id = {q.id: q for q in questions}
         rows = [
             call

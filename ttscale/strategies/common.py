@@ -1,10 +1,11 @@
-"""Pieces shared by strategies: the question prompt, answer extraction, voting."""
+"""Pieces shared by strategies: the question prompt, the forced answer, answer extraction, voting."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ttscale.engines.base import Completion, SamplingSpec
 from ttscale.grading import canonical_answer, extract_answer
 from ttscale.prompts import question_messages
 from ttscale.strategies.base import StrategyContext
@@ -24,6 +25,25 @@ def extractor(ctx: StrategyContext) -> Callable[[str], str | None]:
     """Answer extraction under the item's dataset rules."""
     dataset = ctx.question.dataset
     return lambda text: extract_answer(text, dataset)
+
+
+async def force_answer(
+    ctx: StrategyContext, thinking_prompt: Sequence[int], *, max_tokens: int, phase: str
+) -> tuple[Completion, str | None]:
+    """End the thinking in ``thinking_prompt``: append the profile's delimiter and answer cue,
+    generate the answer greedily (sample 0, up to a blank line), and extract it.
+
+    Budget forcing's final answer ("answer"); probe-and-stop's probes ("probe") too.
+    """
+    cue = ctx.profile.end_of_thinking + ctx.profile.answer_cue
+    forced = ctx.engine.encode("\n" + cue)
+    completion = await ctx.generate(
+        [*thinking_prompt, *forced],
+        SamplingSpec(max_tokens=max_tokens, temperature=0.0, stop=("\n\n",)),
+        sample_index=0,
+        phase=phase,
+    )
+    return completion, extractor(ctx)(cue + completion.text)
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ def test_probe_tokens_are_answer_tokens_and_count_as_spent() -> None:
     assert probes and all(c["thinking_tokens"] == 0 for c in probes)
     assert all(c["answer_tokens"] == c["completion_tokens"] > 0 for c in probes)
     assert record["detail"]["probe_tokens"] == sum(c["completion_tokens"] for c in probes)
+    assert [c["extracted_answer"] for c in probes] == record["detail"]["probe_answers"]
     thinking = sum(c["thinking_tokens"] for c in record["calls"])
     assert thinking == record["detail"]["thinking_tokens"]
 

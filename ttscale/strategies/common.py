@@ -28,22 +28,34 @@ def extractor(ctx: StrategyContext) -> Callable[[str], str | None]:
 
 
 async def force_answer(
-    ctx: StrategyContext, thinking_prompt: Sequence[int], *, max_tokens: int, phase: str
+    ctx: StrategyContext,
+    thinking_prompt: Sequence[int],
+    *,
+    max_tokens: int,
+    phase: str,
+    record_answer: bool = False,
 ) -> tuple[Completion, str | None]:
     """End the thinking in ``thinking_prompt``: append the profile's delimiter and answer cue,
     generate the answer greedily (sample 0, up to a blank line), and extract it.
 
-    Budget forcing's final answer ("answer"); probe-and-stop's probes ("probe") too.
+    Budget forcing's final answer ("answer"); probe-and-stop's probes ("probe") too, whose
+    answers are also recorded on their calls (``record_answer``).
     """
     cue = ctx.profile.end_of_thinking + ctx.profile.answer_cue
     forced = ctx.engine.encode("\n" + cue)
+    extract = extractor(ctx)
+
+    def answer_of(text: str) -> str | None:
+        return extract(cue + text)
+
     completion = await ctx.generate(
         [*thinking_prompt, *forced],
         SamplingSpec(max_tokens=max_tokens, temperature=0.0, stop=("\n\n",)),
         sample_index=0,
         phase=phase,
+        extract=answer_of if record_answer else None,
     )
-    return completion, extractor(ctx)(cue + completion.text)
+    return completion, answer_of(completion.text)
 
 
 @dataclass(frozen=True)

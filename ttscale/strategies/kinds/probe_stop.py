@@ -116,7 +116,11 @@ async def probe_stop(ctx: StrategyContext, config: ProbeStopConfig) -> Outcome:
             stop = probes_agree_decision(keys, config.k, at_cap=True).stop_reason
             break
         _, answer = await force_answer(
-            ctx, prompt + thinking_ids, max_tokens=config.probe_max_tokens, phase="probe"
+            ctx,
+            prompt + thinking_ids,
+            max_tokens=config.probe_max_tokens,
+            phase="probe",
+            record_answer=True,
         )
         positions.append(len(thinking_ids))
         answers.append(answer)

@@ -17,7 +17,7 @@ from ttscale.schemas import BatchRequest
 from ttscale.strategies import registry
 from ttscale.strategies.base import ContinueReason, StopReason
 from ttscale.strategies.config import StrategyConfig
-from ttscale.strategies.kinds.probe_stop import ProbeStopConfig
+from ttscale.strategies.kinds.probe_stop import ProbeStopConfig, replay_probes
 from ttscale.strategies.stopping import probes_agree_decision
 from ttscale.strategies.strategy_set import StrategySet
 
@@ -205,3 +205,47 @@ def test_probe_tokens_are_in_the_ledgers_totals(tmp_path: Path) -> None:
     assert decided == every
     stops = {row[0] for row in con.execute("SELECT stop_reason FROM item_decisions").fetchall()}
     assert stops <= {"probes_agreed", "cap", "model_stopped"}
+
+
+# --- replay: a recorded probe history decides other settings without generation -----------------
+
+
+@pytest.mark.parametrize(
+    ("k", "every", "cap"), [(2, 16, 2000), (3, 8, 2000), (1, 24, 2000), (2, 16, 104), (2, 8, 96)]
+)
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_a_recorded_history_replays_to_the_live_stop(
+    k: int, every: int, cap: int, index: int
+) -> None:
+    # Recorded with a k no trace reaches: every probe up to the model's own end is kept.
+    item = question(index)
+    pool = run(_engine(), ProbeStopConfig(budgets_tokens=[4000], probe_every=8, k=64), 4000, item)
+    assert pool["stop_reason"] == "model_stopped"
+    live = run(_engine(), ProbeStopConfig(budgets_tokens=[cap], probe_every=every, k=k), cap, item)
+    replayed = replay_probes(
+        pool["detail"], pool["final_answer"], item.dataset, k=k, probe_every=every, cap=cap
+    )
+    assert str(replayed.stop_reason) == live["stop_reason"]
+    assert replayed.final_answer == live["final_answer"]
+    assert replayed.probes == len(live["detail"]["probe_positions"])
+    if live["stop_reason"] != "model_stopped":  # the chunking decides a few tokens after the end
+        assert replayed.thinking_tokens == live["detail"]["thinking_tokens"]
+    # Its own settings replay to its own stop.
+    again = replay_probes(
+        live["detail"], live["final_answer"], item.dataset, k=k, probe_every=every, cap=cap
+    )
+    assert (str(again.stop_reason), again.final_answer) == (
+        live["stop_reason"],
+        live["final_answer"],
+    )
+
+
+def test_a_history_too_short_for_the_replay_is_refused() -> None:
+    item = question()
+    live = run(_engine(), ProbeStopConfig(budgets_tokens=[2000], probe_every=16, k=2), 2000, item)
+    with pytest.raises(ValueError, match="stopped at"):
+        replay_probes(live["detail"], None, item.dataset, k=3, probe_every=16, cap=2000)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        replay_probes(live["detail"], None, item.dataset, k=2, probe_every=24, cap=2000)
+    with pytest.raises(ValueError, match="no answer was recorded at the cap 20"):
+        replay_probes(live["detail"], None, item.dataset, k=2, probe_every=16, cap=20)

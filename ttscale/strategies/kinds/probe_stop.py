@@ -10,7 +10,9 @@ are recorded as their own phase ("probe") and count as spent.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -161,3 +163,60 @@ def _encode(ctx: StrategyContext, text: str) -> list[int]:
 
 def _tokens(ctx: StrategyContext, phase: str) -> int:
     return sum(c.completion_tokens for c in ctx.calls if c.phase == phase)
+
+
+@dataclass(frozen=True)
+class ProbeReplay:
+    """Where a recorded probe history stops under other settings, and with what answer."""
+
+    stop_reason: StopReason
+    thinking_tokens: int
+    probes: int
+    final_answer: str | None
+
+
+def replay_probes(
+    detail: Mapping[str, Any],
+    final_answer: str | None,
+    dataset: str,
+    *,
+    k: int,
+    probe_every: int,
+    cap: int,
+) -> ProbeReplay:
+    """Replay a recorded ``probe_stop`` unit (its ``detail`` and final answer) under another k,
+    probe interval (a multiple of the recorded one) and cap (at most the recorded one), with no
+    generation: the recorded probes at the positions the new settings probe decide the stop.
+
+    The answer at a stop is the probe's answer at that position: the forced final answer is
+    branched off the same prefix, greedily, so it repeats the probe unless ``probe_max_tokens``
+    cut the probe short. A history that ends (k probes agreed) before the new settings stop,
+    or a cap where no answer was recorded, cannot be replayed: ``ValueError``. A run recorded
+    with a k larger than its probes (it never stops early) replays under every smaller k.
+    """
+    recorded_every, recorded_cap = int(detail["probe_every"]), int(detail["budget"])
+    if probe_every % recorded_every or cap > recorded_cap:
+        raise ValueError(
+            f"replay needs a probe interval that is a multiple of {recorded_every} and a cap "
+            f"of at most {recorded_cap}, got {probe_every} and {cap}"
+        )
+    answers = dict(zip(detail["probe_positions"], detail["probe_answers"], strict=True))
+    keys: list[str | None] = []
+    for position in range(probe_every, cap, probe_every):
+        if position not in answers:
+            break
+        keys.append(canonical_answer(answers[position], dataset))
+        if probes_agree_decision(keys, k).stop:
+            return ProbeReplay(StopReason.PROBES_AGREED, position, len(keys), answers[position])
+    recorded_stop, thinking = detail["stopped"], int(detail["thinking_tokens"])
+    if recorded_stop == StopReason.MODEL_STOPPED and thinking < cap:
+        return ProbeReplay(StopReason.MODEL_STOPPED, thinking, len(keys), final_answer)
+    if recorded_stop == StopReason.PROBES_AGREED and thinking < cap:
+        raise ValueError(f"the recorded run stopped at {thinking} tokens, before this replay would")
+    if cap == recorded_cap and recorded_stop == StopReason.CAP:
+        return ProbeReplay(StopReason.CAP, cap, len(keys), final_answer)
+    if cap in answers:
+        return ProbeReplay(StopReason.CAP, cap, len(keys), answers[cap])
+    raise ValueError(
+        f"no answer was recorded at the cap {cap}: probe at it, or replay at {recorded_cap}"
+    )

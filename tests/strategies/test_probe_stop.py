@@ -3,6 +3,7 @@ ends it; probe calls are their own phase and every token of them counts, up to t
 
 from __future__ import annotations
 
+import asyncio
 import math
 from importlib.resources import files
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 from pydantic import TypeAdapter
-from strategy_helpers import PROFILE, CountingEngine, assert_accounted, question, run
+from strategy_helpers import PROFILE, RUN_SEED, CountingEngine, assert_accounted, question, run
 
 from ttscale.cli.specs import parse_strategy
+from ttscale.runner import Unit, attempt_unit
 from ttscale.schemas import BatchRequest
 from ttscale.strategies import registry
 from ttscale.strategies.base import ContinueReason, StopReason
@@ -104,6 +106,16 @@ def test_probe_tokens_are_answer_tokens_and_count_as_spent() -> None:
     assert [c["extracted_answer"] for c in probes] == record["detail"]["probe_answers"]
     thinking = sum(c["thinking_tokens"] for c in record["calls"])
     assert thinking == record["detail"]["thinking_tokens"]
+    # The unit's total, as the runner reports it, holds the probes.
+    engine = _engine()
+    config = ProbeStopConfig(budgets_tokens=[2000], probe_every=16, k=2)
+    result = asyncio.run(
+        attempt_unit(engine, PROFILE, question(), Unit("probe_stop", 2000, config), "t", RUN_SEED)
+    )
+    assert result.completion_tokens == engine.produced_tokens
+    assert result.completion_tokens == thinking + record["detail"]["probe_tokens"] + sum(
+        c["completion_tokens"] for c in record["calls"] if c["phase"] == "answer"
+    )
 
 
 def test_at_the_cap_it_stops_with_the_cap_reason() -> None:

@@ -25,13 +25,17 @@ class CountingEngine(ScriptedEngine):
 
     ``fail_every=k`` makes every k-th attempt fail recoverably before producing anything.
     ``vary_logprobs`` gives each completion a seeded mean logprob in [-1.5, 0] instead of the
-    constant -0.1, so scores differ between samples.
+    constant -0.1, so scores differ between samples. ``script`` names the engine's script.
     """
 
     def __init__(
-        self, accuracy: float = 0.6, vary_logprobs: bool = False, fail_every: int = 0
+        self,
+        accuracy: float = 0.6,
+        vary_logprobs: bool = False,
+        fail_every: int = 0,
+        script: str = "arithmetic",
     ) -> None:
-        super().__init__(ScriptedEngineConfig(accuracy=accuracy))
+        super().__init__(ScriptedEngineConfig(accuracy=accuracy, script=script))
         self.vary_logprobs = vary_logprobs
         self.every_kth_fails = fail_every
         self.attempts = 0

@@ -43,6 +43,8 @@ class StopReason(StrEnum):
     """OptScale: N* samples were drawn."""
     ANSWER_REPEATED = "answer_repeated"
     """Refinement: a revision repeated the previous answer."""
+    PROBES_AGREED = "probes_agreed"
+    """Probe-and-stop: k consecutive answer probes of the thinking gave one answer."""
     CAP = "cap"
     """An adaptive rule had not stopped when the budget ran out."""
     ERROR = "error"
@@ -56,6 +58,7 @@ class ContinueReason(StrEnum):
     NO_ANSWERS = "no_answers"
     WINDOW_DISAGREED = "window_disagreed"
     BELOW_N_STAR = "below_n_star"
+    PROBES_DISAGREED = "probes_disagreed"
 
 
 @dataclass
@@ -133,13 +136,14 @@ class StrategyContext:
     async def split_tokens(self, completion: Completion, phase: str) -> tuple[int, int]:
         """(thinking, answer) tokens of one completion.
 
-        Thinking/extension calls are all thinking and answer calls all answer; a free-running
-        sample is split where the end-of-thinking delimiter first appears.
+        Thinking/extension calls are all thinking; answer calls, and the answer probes branched
+        off a thinking prefix ("probe"), all answer; a free-running sample is split where the
+        end-of-thinking delimiter first appears.
         """
         n = completion.num_tokens
         if phase in ("thinking", "extension"):
             return n, 0
-        if phase == "answer":
+        if phase in ("answer", "probe"):
             return 0, n
         delimiter = self.profile.end_of_thinking
         if delimiter not in completion.text:

@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from ttscale.engines.base import SamplingSpec
 from ttscale.strategies.base import Outcome, StopReason, StrategyContext
-from ttscale.strategies.common import extractor, question_prompt
+from ttscale.strategies.common import force_answer, question_prompt
 from ttscale.strategies.config import StrategyConfigBase
 from ttscale.strategies.language import forcing_for
 from ttscale.strategies.registry import BudgetUnit, strategy
@@ -68,11 +68,15 @@ class BudgetForcingConfig(StrategyConfigBase):
         return list(self.budgets_tokens)
 
 
+# The report's x axis counts thousands of thinking tokens, so p and ε read "per 1k tokens".
+THINKING_TOKENS = BudgetUnit("1k thinking tokens", scale=1000.0)
+"""The budget of a strategy that caps one trace's thinking (budget forcing, probe-and-stop)."""
+
+
 @strategy(
     BudgetForcingConfig,
     order=20,
-    # The report's x axis counts thousands of thinking tokens, so p and ε read "per 1k tokens".
-    budget=BudgetUnit("1k thinking tokens", scale=1000.0),
+    budget=THINKING_TOKENS,
     enabled_by_default=True,
 )
 async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> Outcome:
@@ -114,15 +118,9 @@ async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> O
         thinking_ids += await ctx.engine.aencode(segment)
         how_thinking_ended = StopReason.MODEL_STOPPED
         break
-    forced = await ctx.engine.aencode("\n" + delimiter + ctx.profile.answer_cue)
-    answer = await ctx.generate(
-        prompt + thinking_ids + forced,
-        SamplingSpec(max_tokens=config.answer_max_tokens, temperature=0.0, stop=("\n\n",)),
-        sample_index=0,
-        phase="answer",
+    answer, final = await force_answer(
+        ctx, prompt + thinking_ids, max_tokens=config.answer_max_tokens, phase="answer"
     )
-    extract = extractor(ctx)
-    final = extract(delimiter + ctx.profile.answer_cue + answer.text)
     return Outcome(
         final_answer=final,
         stop_reason=how_thinking_ended,

@@ -194,7 +194,17 @@ def _slice_section(index: int, s: SliceReport) -> str:
     parts.append("<h3>Curves (95% paired bootstrap intervals)</h3>")
     parts.append(
         _table(
-            ["strategy", "budget", "items", "accuracy", "95% CI", "tok/item", "95% CI", "USD/item"],
+            [
+                "strategy",
+                "budget",
+                "items",
+                "accuracy",
+                "95% CI",
+                "tok/item",
+                "95% CI",
+                "USD/item",
+                "USD/correct",
+            ],
             [
                 [
                     _e(p.strategy),
@@ -205,6 +215,7 @@ def _slice_section(index: int, s: SliceReport) -> str:
                     f"{p.mean_completion_tokens:.1f}",
                     f"{p.completion_tokens_low:.1f}–{p.completion_tokens_high:.1f}",
                     "–" if p.usd_per_item is None else f"{p.usd_per_item:.6f}",
+                    "–" if p.usd_per_correct is None else f"{p.usd_per_correct:.6f}",
                 ]
                 for p in s.curves
             ],

@@ -65,7 +65,16 @@ def _slice_sections(s: SliceReport) -> list[str]:
     lines = [f"### {md_text(s.dataset)} / {md_text(s.language)} ({s.items} items)", ""]
     lines += ["#### Curves (95% paired bootstrap intervals)", ""]
     lines += _table(
-        ["strategy", "budget", "accuracy", "95% CI", "completion tok/item", "95% CI", "USD/item"],
+        [
+            "strategy",
+            "budget",
+            "accuracy",
+            "95% CI",
+            "completion tok/item",
+            "95% CI",
+            "USD/item",
+            "USD/correct",
+        ],
         [
             [
                 md_text(p.strategy),
@@ -75,6 +84,7 @@ def _slice_sections(s: SliceReport) -> list[str]:
                 f"{p.mean_completion_tokens:.1f}",
                 f"{p.completion_tokens_low:.1f}–{p.completion_tokens_high:.1f}",
                 _money(p.usd_per_item),
+                _money(p.usd_per_correct),
             ]
             for p in s.curves
         ],

@@ -112,6 +112,19 @@ def publish_artifacts(plan: BatchPlan, published: PublishedReport) -> None:
             }
             for s in report.slices
             for r in s.recommendations
+        ]
+        + [
+            {
+                "dataset": s.dataset,
+                "language": s.language,
+                "rule": None,
+                "strategy": None,
+                "budget": None,
+                "withheld": s.withheld,
+                "needed": s.needed,
+            }
+            for s in report.slices
+            if s.withheld
         ],
         description=f"Recommended budget cutoffs per slice, run {plan.run_id}",
     )

@@ -78,8 +78,10 @@ def test_report_command_takes_price_flags(tmp_path) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,
-        ["report", SPEC.run_id, "--ledger", str(path), "--out", f"file://{out}"]
-        + ["--price-out", "4", "--price-in", "1", "--tau", "0.25", "--lambda", "0.1"],
+        [
+            *("report", SPEC.run_id, "--ledger", str(path), "--out", f"file://{out}"),
+            *("--price-out", "4", "--price-in", "1", "--tau", "0.25", "--lambda", "0.1"),
+        ],
     )
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "runs" / SPEC.run_id / "report" / "report.json").read_text())

@@ -34,9 +34,12 @@ def results_rows(report: Report) -> list[list[str]]:
 
 
 def cutoff_rows(report: Report) -> list[list[str]]:
-    """One row per slice × recommendation rule."""
+    """One row per slice × recommendation rule; one saying why for a slice without any."""
     rows = []
     for s in report.slices:
+        if s.withheld:
+            name = _slice_name(s.dataset, s.language)
+            rows.append([name, "–", "–", "–", "–", "–", f"{s.withheld}; needed: {s.needed}"])
         for r in s.recommendations:
             notes = []
             if not r.plateau_reached:

@@ -17,6 +17,7 @@ from ttscale.reports.svg import PALETTE, Highlight, Series, line_chart, share_ba
 from ttscale.reports.tables import (
     FRONTIER_HEADER,
     SATURATION_HEADER,
+    SATURATION_NOTE,
     frontier_rows,
     pct,
     saturation_rows,
@@ -159,7 +160,7 @@ def _budget_chart(s: SliceReport, strategy: str, color: str) -> str:
     )
 
 
-def _slice_section(index: int, s: SliceReport) -> str:
+def _slice_section(index: int, s: SliceReport, limit: float) -> str:
     strategies = sorted({p.strategy for p in s.curves})
     charts = [_cost_chart(s, strategies)]
     charts += [
@@ -172,6 +173,11 @@ def _slice_section(index: int, s: SliceReport) -> str:
         f"<h2>{_e(s.dataset)} / {_e(s.language)} <small>({s.items} items)</small></h2>",
         "<h3>Recommendations</h3>",
     ]
+    if s.withheld:
+        parts.append(
+            f'<p class="withheld"><b>No recommendation</b>: {_e(s.withheld)}. '
+            f"Needed: {_e(s.needed)}.</p>"
+        )
     for r in s.recommendations:
         notes = []
         if not r.plateau_reached:
@@ -231,11 +237,10 @@ def _slice_section(index: int, s: SliceReport) -> str:
         )
     if s.saturation:
         parts.append("<h3>Saturation: F(N) = F<sub>max</sub>·(1 − (1 − p)<sup>N</sup>)</h3>")
+        rows = saturation_rows(s, _e, limit)
         parts.append(
-            _table(
-                SATURATION_HEADER,
-                saturation_rows(s, _e),
-            )
+            (_table(SATURATION_HEADER, rows) if rows else "<p>No meaningful fit.</p>")
+            + f"<p>{_e(SATURATION_NOTE.format(limit=limit))}</p>"
         )
     parts.append(_inverse_section(s))
     parts.append("</section>")
@@ -354,7 +359,10 @@ def render_html(report: Report) -> str:
         "<h2>Per strategy × budget (all slices)</h2>",
         summary,
         '<p><label>Slice: <select id="slice-select">' + "".join(options) + "</select></label></p>",
-        *(_slice_section(k, s) for k, s in enumerate(report.slices)),
+        *(
+            _slice_section(k, s, report.settings.extrapolation_limit)
+            for k, s in enumerate(report.slices)
+        ),
         '<div id="tip"></div>',
     ]
     return (

@@ -9,6 +9,7 @@ from ttscale.reports.model import InverseScalingFinding, Report, SliceReport, Su
 from ttscale.reports.tables import (
     FRONTIER_HEADER,
     SATURATION_HEADER,
+    SATURATION_NOTE,
     frontier_rows,
     pct,
     saturation_rows,
@@ -61,7 +62,7 @@ def _summary_table(rows: list[SummaryRow]) -> list[str]:
     )
 
 
-def _slice_sections(s: SliceReport) -> list[str]:
+def _slice_sections(s: SliceReport, limit: float) -> list[str]:
     lines = [f"### {md_text(s.dataset)} / {md_text(s.language)} ({s.items} items)", ""]
     lines += ["#### Curves (95% paired bootstrap intervals)", ""]
     lines += _table(
@@ -90,6 +91,9 @@ def _slice_sections(s: SliceReport) -> list[str]:
         ],
     )
     lines += ["", "#### Recommendations", ""]
+    if s.withheld:
+        lines.append(f"- **No recommendation**: {md_text(s.withheld, 400)}. ")
+        lines.append(f"  Needed: {md_text(s.needed, 400)}.")
     for r in s.recommendations:
         rule = (
             f"marginal gain < τ={r.threshold:g} pts/1k tok"
@@ -120,10 +124,9 @@ def _slice_sections(s: SliceReport) -> list[str]:
             )
     if s.saturation:
         lines += ["", "#### Saturation: F(N) = F_max·(1 − (1 − p)^N)", ""]
-        lines += _table(
-            SATURATION_HEADER,
-            saturation_rows(s, md_text),
-        )
+        rows = saturation_rows(s, md_text, limit)
+        lines += _table(SATURATION_HEADER, rows) if rows else ["No meaningful fit."]
+        lines += ["", SATURATION_NOTE.format(limit=limit)]
     lines += ["", "#### Inverse scaling", ""]
     lines += _inverse_lines(s.inverse_scaling)
     return [*lines, ""]
@@ -212,5 +215,5 @@ def render_markdown(report: Report) -> str:
         )
         lines += ["", "## Slices", ""]
         for s in report.slices:
-            lines += _slice_sections(s)
+            lines += _slice_sections(s, report.settings.extrapolation_limit)
     return "\n".join(lines).rstrip() + "\n"

@@ -12,6 +12,7 @@ from html import escape
 import numpy as np
 
 from ttscale.analysis.saturation import strategy_unit
+from ttscale.reports.headline import headline_text, slice_headlines
 from ttscale.reports.model import Report, SliceReport
 from ttscale.reports.svg import PALETTE, Highlight, Series, line_chart, share_bars
 from ttscale.reports.tables import (
@@ -28,7 +29,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:3px 8px}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .tick,.legend{font-size:11px;fill:#444}.axis{font-size:12px;fill:#222}
-.flag{color:#b00020;font-weight:600}.ok{color:#2a7a2a}
+.flag{color:#b00020;font-weight:600}.headline{background:#f3f7fb;border-left:4px solid #1f77b4;padding:.2em 1em}.withheld{color:#8a5a00}.ok{color:#2a7a2a}
 #tip{position:absolute;display:none;background:#222;color:#fff;padding:4px 8px;border-radius:4px;
 font-size:12px;pointer-events:none;white-space:pre;max-width:420px}
 .charts{display:flex;flex-wrap:wrap;gap:12px}pre{white-space:pre-wrap;background:#f6f6f6;padding:8px}
@@ -354,6 +355,9 @@ def render_html(report: Report) -> str:
         "<p><strong>Scripted test engine: these numbers come from no model.</strong></p>"
         if run.scripted
         else "",
+        '<section class="headline"><h2>Headline: what to set</h2><ul>'
+        + "".join(f"<li>{_e(headline_text(h))}</li>" for h in slice_headlines(report))
+        + "</ul></section>",
         _table(["", ""], [[_e(k), _e(v)] for k, v in meta.items()]),
         f"<details><summary>versions, prompts, request</summary><pre>{_e(details)}</pre></details>",
         "<h2>Per strategy × budget (all slices)</h2>",

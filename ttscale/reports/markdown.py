@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 
+from ttscale.reports.headline import headline_text, slice_headlines
 from ttscale.reports.model import InverseScalingFinding, Report, SliceReport, SummaryRow
 from ttscale.reports.tables import (
     FRONTIER_HEADER,
@@ -177,6 +178,12 @@ def render_markdown(report: Report) -> str:
             if run.scripted
             else []
         ),
+        "## Headline: what to set",
+        "",
+        *(f"- {md_text(headline_text(h), 600)}" for h in slice_headlines(report)),
+        "",
+        "## Run",
+        "",
         f"- model/engine: `{md_text(run.engine)}` ({md_text(run.engine_kind)})",
         f"- run created: {md_text(run.created_at)}; report generated: {report.generated_at}",
         f"- seed: {run.seed}; fingerprint: `{md_text(run.fingerprint)}`",

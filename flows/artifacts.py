@@ -21,10 +21,12 @@ from ttscale.reports.headline import (
     CUTOFF_HEADER,
     RESULTS_HEADER,
     cutoff_rows,
+    headline_text,
     markdown_table,
     results_rows,
+    slice_headlines,
 )
-from ttscale.reports.markdown import render_markdown
+from ttscale.reports.markdown import md_text, render_markdown
 from ttscale.service import BatchPlan, PublishedReport
 from ttscale.storage import browser_link
 
@@ -88,6 +90,8 @@ def publish_artifacts(plan: BatchPlan, published: PublishedReport) -> None:
     headline = "\n\n".join([
         f"# ttscale run {plan.run_id}",
         f"{plan.items} items, {plan.bad_rows} bad rows. {where}",
+        "## Headline: what to set\n\n"
+        + "\n".join(f"- {md_text(headline_text(h), 600)}" for h in slice_headlines(report)),
         "## Results\n\n" + markdown_table(RESULTS_HEADER, results_rows(report)),
         "## Recommended cutoffs\n\n" + markdown_table(CUTOFF_HEADER, cutoff_rows(report)),
     ])  # fmt: skip
@@ -112,6 +116,19 @@ def publish_artifacts(plan: BatchPlan, published: PublishedReport) -> None:
             }
             for s in report.slices
             for r in s.recommendations
+        ]
+        + [
+            {
+                "dataset": s.dataset,
+                "language": s.language,
+                "rule": None,
+                "strategy": None,
+                "budget": None,
+                "withheld": s.withheld,
+                "needed": s.needed,
+            }
+            for s in report.slices
+            if s.withheld
         ],
         description=f"Recommended budget cutoffs per slice, run {plan.run_id}",
     )

@@ -25,7 +25,7 @@ from ttscale.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "ttscale" / "data" / "demo.jsonl"
-REPORT_FILES = ("report.html", "report.json", "report.md")
+REPORT_FILES = ("policy.json", "report.html", "report.json", "report.md")
 
 runner = CliRunner()
 
@@ -110,7 +110,7 @@ def test_report_regenerates_into_the_runs_output_and_elsewhere(
     target = elsewhere / "runs" / finished.run_id / "report"
     assert _report_json(target)["run"]["run_id"] == finished.run_id
     assert {line.split(": ", 1)[0] for line in out.splitlines()} == {
-        "report (json)", "report (markdown)", "report (html)",
+        "report (json)", "report (markdown)", "report (html)", "report (policy)",
     }  # fmt: skip
 
 

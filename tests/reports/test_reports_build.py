@@ -90,10 +90,11 @@ def test_settings_are_validated() -> None:
         ReportSettings(bootstrap_resamples=100)
 
 
-def test_publish_writes_three_objects(ledger, tmp_path) -> None:
+def test_publish_writes_the_renderings_and_the_policy(ledger, tmp_path) -> None:
     store = LocalStore(tmp_path / "store")
     uris = publish_report(build_report_from_ledger(ledger, SPEC.run_id), store, "reports/run-1")
-    assert set(uris) == {"json", "markdown", "html"}
+    assert set(uris) == {"json", "markdown", "html", "policy"}
+    assert b"ttscale.policy/v1" in store.read_bytes("reports/run-1/policy.json")
     assert store.read_bytes("reports/run-1/report.json").startswith(b"{")
     assert b"<svg" in store.read_bytes("reports/run-1/report.html")
 

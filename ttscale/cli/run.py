@@ -12,6 +12,15 @@ from typing import Annotated, Any
 import typer
 
 from ttscale.cli.app import app, fail, guarded, int_list, settings
+from ttscale.cli.report_flags import (
+    GpuHour,
+    Lambda,
+    MinItems,
+    PriceIn,
+    PriceOut,
+    Tau,
+    report_options,
+)
 from ttscale.cli.specs import parse_key_values, parse_strategy
 from ttscale.cli.terminal import service_logs, terminal_output
 from ttscale.strategies.kinds import names as kind_names
@@ -24,11 +33,13 @@ def build_request(
     budgets: list[int] | None = None,
     strategies: list[str] | None = None,
     engine: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> Any:
     """A BatchRequest from an optional YAML/JSON file, with command-line flags on top.
 
     ``--strategy`` specs, ``--majority`` and ``--budgets`` together replace the file's strategies.
-    ``engine`` keys are merged into the file's engine settings (a new ``kind`` starts afresh).
+    ``engine`` keys are merged into the file's engine settings (a new ``kind`` starts afresh);
+    ``report`` keys (prices, τ, λ) into the file's report settings.
     """
     import yaml
 
@@ -57,6 +68,8 @@ def build_request(
         if "kind" in engine and engine["kind"] != current.get("kind", "vllm"):
             current = {}
         data["engine"] = current | engine
+    if report:
+        data["report"] = (data.get("report") or {}) | report
     return BatchRequest.model_validate(data)
 
 
@@ -207,6 +220,12 @@ def run(
     run_id: Annotated[
         str | None, typer.Option(help="Run id (default: derived from the request).")
     ] = None,
+    price_in: PriceIn = None,
+    price_out: PriceOut = None,
+    gpu_hour: GpuHour = None,
+    tau: Tau = None,
+    lambda_: Lambda = None,
+    min_items: MinItems = None,
 ) -> None:
     """Run a batch now, in this process, and print its results table and where its outputs are.
 
@@ -219,14 +238,17 @@ def run(
       ttscale run --config batch.yaml --model Qwen/Qwen2.5-Math-7B-Instruct --engine-arg dtype=bfloat16
 
       ttscale run --input q.jsonl --engine openai --base-url http://vllm:8000/v1 --model served-name
+
+      ttscale run --input q.jsonl --majority 1,4 --price-in 0.2 --price-out 0.6 --tau 0.5
     """
     overrides: dict[str, Any] = {
         "input_uri": input_uri, "output_uri": output_uri, "ledger_path": ledger, "seed": seed,
         "shard_size": shard_size, "max_items": limit, "run_id": run_id,
     }  # fmt: skip
     engine_settings = _engine_settings(engine, model, revision, base_url, engine_arg or [])
+    pricing = report_options(price_in, price_out, gpu_hour, tau, lambda_, min_items)
     request = build_request(
-        config, overrides, int_list(majority), int_list(budgets), strategy, engine_settings
+        config, overrides, int_list(majority), int_list(budgets), strategy, engine_settings, pricing
     )
     result = execute(request)
     print_results(result)

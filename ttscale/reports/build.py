@@ -21,6 +21,7 @@ from ttscale.analysis.curves import (
     curve_points,
     slices_from_columns,
 )
+from ttscale.analysis.evidence import evidence_verdict
 from ttscale.analysis.frontier import frontier_order, frontier_steps
 from ttscale.analysis.inverse import (
     PairwiseDecline,
@@ -293,6 +294,18 @@ def _add_frontier_and_recommendations(
     report.frontier = frontier_steps(
         data.configs, front, accuracy, cost, boot.accuracy, boot.completion_tokens
     )
+    verdict = evidence_verdict(
+        report.items,
+        data.configs,
+        accuracy,
+        boot.accuracy,
+        settings.min_items,
+        settings.min_accuracy,
+        settings.confidence,
+    )
+    if verdict is not None:
+        report.withheld, report.needed = verdict.reason, verdict.needed
+        return
 
     def by_marginal_gain(allowed: np.ndarray) -> tuple[int, bool]:
         return marginal_gain_choice(

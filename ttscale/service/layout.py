@@ -9,6 +9,7 @@ Under ``{output prefix}/runs/{run_id}/``::
     shards/00000/part-*.jsonl   finished unit records, checkpointed as they finish
     shards/00000/done.json      written last: engine name, versions, prompt profile
     report/report.{json,md,html}
+    report/policy.json          the recommendations as a serving policy (ttscale.policy/v1)
 
 Runs written by earlier versions have the same layout, so they resume.
 """
@@ -19,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from ttscale.reports.publish import POLICY_NAME
 from ttscale.storage import join_key
 
 
@@ -78,6 +80,11 @@ class RunLayout:
     def report(self) -> str:
         """The prefix the report's renderings go under (``report.json``, ``.md``, ``.html``)."""
         return join_key(self.prefix, "report")
+
+    @property
+    def policy(self) -> str:
+        """The run's ``policy.json``, next to ``report.json``."""
+        return join_key(self.report, POLICY_NAME)
 
     @property
     def shards(self) -> str:

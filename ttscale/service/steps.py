@@ -297,11 +297,12 @@ def ingest(ctx: RunContext, plan: BatchPlan, flow_run_id: str | None = None) -> 
 def publish_report(ctx: RunContext, plan: BatchPlan) -> PublishedReport:
     """Build the run's report from the ledger, write it next to the run's objects, and mark the
     run completed."""
-    from ttscale.ledger.report_data import build_report_from_ledger
+    from ttscale.ledger.report_data import build_report_from_ledger, report_settings
     from ttscale.reports.publish import publish_report as publish
 
+    settings = report_settings(ctx.request.report)
     with Ledger(ctx.ledger_path) as ledger:
-        report = build_report_from_ledger(ledger.con, plan.run_id)
+        report = build_report_from_ledger(ledger.con, plan.run_id, settings)
     published = PublishedReport(report, publish(report, ctx.output, ctx.layout.report))
     with Ledger(ctx.ledger_path) as ledger:
         ledger.finish_run(plan.run_id, "completed")

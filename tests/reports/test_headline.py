@@ -65,7 +65,15 @@ def test_headline_of_a_slice_without_evidence_says_why(tmp_path) -> None:
     report = build_report_from_ledger(synthetic_ledger(spec, tmp_path / "l.duckdb"), spec.run_id)
     (h,) = slice_headlines(report)
     assert h.strategy is None
-    assert headline_text(h) == (
+    text = headline_text(h)
+    assert text.startswith(
         "gsm8k/en (10 items): no recommendation, not enough evidence: 10 items, fewer than the "
-        "30 a recommendation needs. Needed: at least 30 items (has 10)."
+        "30 a recommendation needs. Best measured, not recommended: "
     )
+    assert text.endswith(" Needed: at least 30 items (has 10).")
+    # What was measured is still shown: the most accurate point (fewest tokens among ties).
+    (curves,) = [s.curves for s in report.slices]
+    top = max(p.accuracy for p in curves)
+    best = min((p for p in curves if p.accuracy == top), key=lambda p: p.mean_completion_tokens)
+    assert f"{best.strategy} at budget {best.budget}: accuracy {100 * best.accuracy:.1f}%" in text
+    assert f"{best.mean_completion_tokens:,.0f} tokens/item" in text

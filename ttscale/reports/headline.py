@@ -88,6 +88,9 @@ class SliceHeadline(BaseModel):
     usd_saving_per_item: float | None = None
     withheld: str | None = None
     needed: str | None = None
+    observed: str | None = None
+    """With ``withheld``: the most accurate configuration measured (fewest tokens among ties),
+    as a phrase, so a reader still sees what the run found; it is not a recommendation."""
 
 
 def slice_headlines(report: Report) -> list[SliceHeadline]:
@@ -99,8 +102,20 @@ def _slice_headline(s: SliceReport) -> SliceHeadline:
     base = SliceHeadline(dataset=s.dataset, language=s.language, items=s.items)
     chosen = next((r for r in s.recommendations if r.rule == "marginal_gain"), None)
     if chosen is None:
+        best = max(s.curves, key=lambda p: (p.accuracy, -p.mean_completion_tokens), default=None)
+        observed = (
+            None
+            if best is None
+            else f"{best.strategy} at budget {best.budget}: accuracy {pct(best.accuracy)} "
+            f"(95% CI {pct(best.accuracy_low)}–{pct(best.accuracy_high)}), "
+            f"{best.mean_completion_tokens:,.0f} tokens/item"
+        )
         return base.model_copy(
-            update={"withheld": s.withheld or "no recommendation", "needed": s.needed}
+            update={
+                "withheld": s.withheld or "no recommendation",
+                "needed": s.needed,
+                "observed": observed,
+            }
         )
     point = next(p for p in s.curves if (p.strategy, p.budget) == (chosen.strategy, chosen.budget))
     largest = max((p for p in s.curves if p.strategy == chosen.strategy), key=lambda p: p.budget)
@@ -135,7 +150,8 @@ def headline_text(h: SliceHeadline) -> str:
     """One plain sentence (unescaped: each rendering escapes it)."""
     name = f"{_slice_name(h.dataset, h.language)} ({h.items} items)"
     if h.strategy is None or h.accuracy is None:
-        return f"{name}: no recommendation, {h.withheld}. Needed: {h.needed}."
+        seen = f" Best measured, not recommended: {h.observed}." if h.observed else ""
+        return f"{name}: no recommendation, {h.withheld}.{seen} Needed: {h.needed}."
     money = "" if h.usd_per_item is None else f", ${h.usd_per_item:.6f}/item"
     text = (
         f"{name}: use {h.strategy} at budget {h.budget}: accuracy {pct(h.accuracy)} "

@@ -12,27 +12,60 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from ttscale.engines import VLLMEngineConfig, create_engine
 from ttscale.engines.base import SamplingSpec
 from ttscale.inputs import load_batch
 from ttscale.prompts import question_messages, resolve_profile
-from ttscale.runner import PartWriter, expand_units, run_shard_units
+from ttscale.runner import expand_units, run_shard_units
+from ttscale.service import PartWriter, ShardLayout
 from ttscale.storage import LocalStore
 from ttscale.strategies.base import derive_seed
 from ttscale.strategies.config import AdaptiveConsistencyConfig, MajorityConfig
 
 
-async def main(args: argparse.Namespace) -> None:
-    from ttscale.engines.vllm import raw_generate_tokens
+async def raw_generate_tokens(
+    engine: Any, prompts: Sequence[Sequence[int]], specs: Sequence[SamplingSpec]
+) -> int:
+    """Completion tokens of ``prompts`` sent straight to ``AsyncLLM`` (no ttscale in the path).
 
+    The baseline: same engine (a ``VLLMEngine``), same sampling, none of the strategy, recording
+    or retry machinery. It reaches into the engine's ``AsyncLLM`` on purpose.
+    """
+    from vllm import SamplingParams, TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    from ttscale.engines.vllm import _sampling_params
+
+    llm = engine._llm
+    if llm is None:
+        raise RuntimeError(f"{engine.name} is closed")
+
+    async def one(index: int, prompt: Sequence[int], spec: SamplingSpec) -> int:
+        params = _sampling_params(SamplingParams, RequestOutputKind, spec)
+        final = None
+        async for output in llm.generate(
+            TokensPrompt(prompt_token_ids=list(prompt)), params, f"raw-{engine._run_tag}-{index}"
+        ):
+            final = output
+        return sum(len(o.token_ids) for o in final.outputs) if final else 0
+
+    counts = await asyncio.gather(
+        *(one(i, p, s) for i, (p, s) in enumerate(zip(prompts, specs, strict=True)))
+    )
+    return sum(counts)
+
+
+async def main(args: argparse.Namespace) -> None:
     config = VLLMEngineConfig(model=args.model)
     engine = await create_engine(config)
     profile = resolve_profile("auto", args.model)
     questions = load_batch(str(files("ttscale") / "data" / "demo.jsonl")).questions[: args.items]
-    prompts = [engine.chat_prompt(question_messages(profile, q.question)) for q in questions]
+    prompts = [await engine.achat_prompt(question_messages(profile, q.question)) for q in questions]
 
     def spec(question_id: str, i: int) -> SamplingSpec:
         return SamplingSpec(max_tokens=args.max_tokens, temperature=0.7, top_p=0.95,
@@ -54,7 +87,7 @@ async def main(args: argparse.Namespace) -> None:
     }
     for name, strategy in strategies.items():
         with tempfile.TemporaryDirectory() as tmp:
-            writer = PartWriter(LocalStore(Path(tmp)), "shard")
+            writer = PartWriter(LocalStore(Path(tmp)), ShardLayout("shard"))
             tokens = 0
 
             def count(_units: int, total: int) -> None:

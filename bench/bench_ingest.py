@@ -1,6 +1,6 @@
 """Time the ledger ingest of a run of N items × 5 units (default 50,000) the way the flow does it.
 
-Synthetic unit records (the shape ``runner.run_unit`` writes: a decision plus 1–8 call rows) are
+Synthetic unit records (the shape ``UnitResult.to_json`` writes: a decision plus 1–8 call rows) are
 written as shard part objects to a local output store, with a few parts written twice by a
 "zombie" worker. Then, side by side in one run:
 
@@ -28,11 +28,11 @@ from typing import Any
 
 import duckdb
 
-from ttscale.batch import BatchPlan, ingest
 from ttscale.ledger import Ledger
 from ttscale.ledger.lake import connect_lake
 from ttscale.ledger.staging import CALL_FIELDS, UNIT_FIELDS
 from ttscale.schemas import BatchRequest
+from ttscale.service import BatchPlan, ShardLayout, ingest, resolve_run
 
 # (strategy, budget, calls): 1, 4 and 8 samples; thinking + answer, thinking + extension + answer.
 UNITS = (
@@ -187,9 +187,9 @@ def write_run(
         run_id=run_id,
         items=items,
         bad_rows=len(bad),
-        shard_prefixes=shard_prefixes,
+        shards=[ShardLayout(p) for p in shard_prefixes],
         errors_uri=str(root / prefix / "errors.jsonl"),
-        output_prefix=prefix,
+        units_per_item=len(UNITS),
         started_at=datetime.now(UTC),
     )
     return plan, n_parts, n_units, n_calls
@@ -239,7 +239,7 @@ def main() -> None:
         )
 
         started = time.perf_counter()
-        summary = ingest(request, plan)
+        summary = ingest(resolve_run(request), plan)
         ingest_s = time.perf_counter() - started
         assert (summary.units_added, summary.calls_added) == (n_units, n_calls), summary
         rows = n_units + n_calls + args.items
@@ -249,7 +249,7 @@ def main() -> None:
             f"({rows / ingest_s:,.0f} rows/s)"
         )
         started = time.perf_counter()
-        again = ingest(request, plan)
+        again = ingest(resolve_run(request), plan)
         reingest_s = time.perf_counter() - started
         assert (again.units_added, again.calls_added) == (0, 0) and again.totals == summary.totals
         print(f"batch.ingest again (idempotent, adds 0): {reingest_s:.2f} s")

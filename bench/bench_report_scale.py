@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import duckdb
 
-from ttscale.analysis.synthetic import (
-    CALLS_SELECT,
-    PlantedCurve,
-    SyntheticLedgerSpec,
-    create_ledger,
-    insert_decisions,
-    insert_run,
-    synthetic_tables,
-)
-from ttscale.reports import ReportSettings, build_report, render_html, render_markdown
+from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec, synthetic_tables
+from ttscale.ledger import Ledger
+from ttscale.ledger.report_data import build_report_from_ledger
+from ttscale.reports import ReportSettings, render_html, render_markdown
+
+# The synthetic-ledger writer is a test fixture (tests/synthetic_ledger.py), not package code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic_ledger import CALLS_SELECT, insert_decisions, insert_run
 
 CURVES = (
     PlantedCurve("majority", (1, 2, 4, 8, 16), f_max=0.8, p=0.35),
@@ -75,8 +74,7 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f} s"
         )
 
-        con = duckdb.connect(str(Path(tmp) / "ledger.duckdb"))
-        create_ledger(con)
+        con = Ledger(Path(tmp) / "ledger.duckdb").con
         insert_run(con, spec)
         started = time.perf_counter()
         con.execute(
@@ -99,7 +97,9 @@ def main() -> None:
         print(f"re-ingest (all duplicates, ignored): {time.perf_counter() - started:.1f} s")
 
         started = time.perf_counter()
-        report = build_report(con, spec.run_id, ReportSettings(bootstrap_resamples=args.resamples))
+        report = build_report_from_ledger(
+            con, spec.run_id, ReportSettings(bootstrap_resamples=args.resamples)
+        )
         build_s = time.perf_counter() - started
         started = time.perf_counter()
         sizes = (
@@ -109,7 +109,7 @@ def main() -> None:
         )
         render_s = time.perf_counter() - started
         print(
-            f"build_report: {build_s:.1f} s ({len(report.slices)} slices, "
+            f"read + build_report: {build_s:.1f} s ({len(report.slices)} slices, "
             f"{items_per_slice:,} items each, {args.resamples} resamples); "
             f"render json/md/html ({sizes[0]:,}/{sizes[1]:,}/{sizes[2]:,} bytes): {render_s:.2f} s"
         )

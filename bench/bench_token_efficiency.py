@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from ttscale.ledger.readers import sample_pool_rows
-from ttscale.strategies.config import (
-    AdaptiveConsistencyConfig,
-    ESCConfig,
-    MajorityConfig,
-    OptScaleConfig,
-)
+from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.esc import ESCConfig
+from ttscale.strategies.kinds.majority import MajorityConfig
+from ttscale.strategies.kinds.optscale import OptScaleConfig
 from ttscale.strategies.replay import SamplePool, replay
 
 
@@ -37,7 +35,7 @@ def generate_pool(samples: int, max_tokens: int, items: int, seed: int, ledger_p
     from ttscale.inputs import load_batch
     from ttscale.ledger import Ledger
     from ttscale.prompts import resolve_profile
-    from ttscale.runner import Unit, run_unit
+    from ttscale.runner import Unit, attempt_unit
 
     demo = load_batch(str(files("ttscale") / "data" / "demo.jsonl")).questions
     gsm8k = load_batch(str(files("ttscale") / "data" / "samples" / "gsm8k-50.jsonl")).questions
@@ -49,11 +47,10 @@ def generate_pool(samples: int, max_tokens: int, items: int, seed: int, ledger_p
         profile = resolve_profile("auto", "smollm2")
         try:
             unit = Unit("majority", samples, config)
-            return list(
-                await asyncio.gather(
-                    *(run_unit(engine, profile, q, unit, "pool", seed) for q in questions)
-                )
+            results = await asyncio.gather(
+                *(attempt_unit(engine, profile, q, unit, "pool", seed) for q in questions)
             )
+            return [result.to_json() for result in results]
         finally:
             await engine.close()
 
@@ -65,7 +62,10 @@ def generate_pool(samples: int, max_tokens: int, items: int, seed: int, ledger_p
 
 
 def evaluate(config: Any, pool: SamplePool, budget: int, permutations: int) -> tuple[float, float]:
-    """(accuracy, completion tokens per item), averaged over recorded order and permutations."""
+    """(accuracy, completion tokens per item), averaged over recorded order and permutations.
+
+    Each replay runs the strategy's live code on the replay engine, which serves the pool.
+    """
     accuracies, tokens = [], []
     orders = [("recorded", 0)] + [("permutation", seed) for seed in range(1, permutations + 1)]
     for order, seed in orders:

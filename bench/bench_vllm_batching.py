@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from ttscale.engines.base import SamplingSpec
 from ttscale.engines.config import VLLMEngineConfig
-from ttscale.model_prep import build_tiny_model
+
+# The tiny model is a test fixture (tests/tiny_model.py), not package code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tiny_model import build_tiny_model
 
 # As tests/engines/conftest.py's TINY_ENGINE_CONFIG.
 TINY_ENGINE_CONFIG = VLLMEngineConfig(

@@ -17,15 +17,17 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from ttscale import batch
 from ttscale.reports.headline import (
     CUTOFF_HEADER,
     RESULTS_HEADER,
     cutoff_rows,
+    headline_text,
     markdown_table,
     results_rows,
+    slice_headlines,
 )
-from ttscale.reports.markdown import render_markdown
+from ttscale.reports.markdown import md_text, render_markdown
+from ttscale.service import BatchPlan, PublishedReport
 from ttscale.storage import browser_link
 
 REPORT_LINK_EXPIRES_S = int(os.environ.get("TTSCALE_REPORT_LINK_EXPIRES_S", str(7 * 24 * 3600)))
@@ -76,7 +78,7 @@ def artifact_key(kind: str, run_id: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{kind}-{run_id}".lower())
 
 
-def publish_artifacts(plan: batch.BatchPlan, published: batch.PublishedReport) -> None:
+def publish_artifacts(plan: BatchPlan, published: PublishedReport) -> None:
     """The report as a Markdown artifact (headline tables inline), and the cutoffs as a table."""
     report, uris = published.report, published.uris
     link = browser_link(uris["html"], REPORT_LINK_EXPIRES_S) if "html" in uris else None
@@ -88,6 +90,8 @@ def publish_artifacts(plan: batch.BatchPlan, published: batch.PublishedReport) -
     headline = "\n\n".join([
         f"# ttscale run {plan.run_id}",
         f"{plan.items} items, {plan.bad_rows} bad rows. {where}",
+        "## Headline: what to set\n\n"
+        + "\n".join(f"- {md_text(headline_text(h), 600)}" for h in slice_headlines(report)),
         "## Results\n\n" + markdown_table(RESULTS_HEADER, results_rows(report)),
         "## Recommended cutoffs\n\n" + markdown_table(CUTOFF_HEADER, cutoff_rows(report)),
     ])  # fmt: skip
@@ -112,6 +116,19 @@ def publish_artifacts(plan: batch.BatchPlan, published: batch.PublishedReport) -
             }
             for s in report.slices
             for r in s.recommendations
+        ]
+        + [
+            {
+                "dataset": s.dataset,
+                "language": s.language,
+                "rule": None,
+                "strategy": None,
+                "budget": None,
+                "withheld": s.withheld,
+                "needed": s.needed,
+            }
+            for s in report.slices
+            if s.withheld
         ],
         description=f"Recommended budget cutoffs per slice, run {plan.run_id}",
     )

@@ -1,7 +1,8 @@
 """Prefect flow ``ttscale-batch``: load + validate → shard → run shards → ingest → report.
 
-The flow only sequences library calls (``ttscale.batch``); tasks carry the retries, and only
-recoverable errors are retried.
+The flow only sequences service calls (``ttscale.service``) on the run resolved once at its start;
+tasks carry the retries, and only recoverable errors are retried. Its Prefect-only parts are the
+run's identity (``run_state``), the UI artifacts (``artifacts``) and remote shard runs.
 """
 
 from __future__ import annotations
@@ -16,20 +17,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import ProgressArtifact, publish_artifacts
 from flows.run_state import run_name, supersede_stale_runs, tag_run
-from ttscale import batch, tempfiles
-from ttscale.errors import (
-    ConfigError,
-    FatalError,
-    RecoverableError,
-    ShardRunCrashedError,
-    UnitsFailedError,
-)
+from ttscale import service
+from ttscale.errors import ConfigError, FatalError, RecoverableError, ShardRunCrashedError
 from ttscale.progress import ShardProgress, add_listener, remove_listener
-from ttscale.reports.headline import (
-    cutoff_rows,
-    results_rows,
-)
+from ttscale.retry import POLICIES
 from ttscale.schemas import BatchRequest
+from ttscale.service import BatchPlan, RunContext, ShardLayout
 
 
 def _recoverable(task: Any, task_run: Any, state: Any) -> bool:
@@ -43,7 +36,13 @@ def _recoverable(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30], "retry_jitter_factor": 0.5}
+RETRIES = {
+    "retries": len(POLICIES["step"].delays_s),
+    "retry_delay_seconds": list(POLICIES["step"].delays_s),
+    "retry_jitter_factor": POLICIES["step"].jitter,
+}
+"""The "step" retry policy (``ttscale/retry.py``, as ``ttscale.service.retry_step`` uses it) as
+Prefect task options."""
 
 
 def prefect_result_storage() -> Path | None:
@@ -75,35 +74,36 @@ PREFECT_HOME (``prefect_result_storage``)."""
 
 
 @task(name="plan-batch", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
-def plan_batch(request: BatchRequest) -> batch.BatchPlan:
-    return batch.plan_batch(request)
+def plan_batch(ctx: RunContext) -> BatchPlan:
+    return service.plan_batch(ctx)
 
 
 @task(name="run-shard", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
-def run_shard(request: BatchRequest, shard_prefix: str) -> batch.ShardSummary:
-    return batch.run_shard(request, shard_prefix, progress=ShardProgress())
+def run_shard(ctx: RunContext, shard: ShardLayout) -> service.ShardSummary:
+    return service.run_shard(ctx, shard, progress=ShardProgress())
 
 
 @task(name="run-shard-deployment", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
-def run_shard_deployment(request: BatchRequest, shard_prefix: str) -> str:
+def run_shard_deployment(ctx: RunContext, shard: ShardLayout) -> str:
     """Run one shard as a flow run of ``request.shard_deployment``; wait for it to finish.
 
     A crashed or cancelled shard run (a lost worker) is recoverable: the retry starts a new run,
     which resumes from the shard's parts. A failed one is not: it already retried what it could.
     """
+    request = ctx.request
     if not request.shard_deployment:
         raise ConfigError("run_shard_deployment needs request.shard_deployment")
     flow_run: FlowRun = run_deployment(  # type: ignore[assignment]
         request.shard_deployment,
-        parameters={"request": request.model_dump(mode="json"), "shard_prefix": shard_prefix},
-        flow_run_name=f"{request.resolved_run_id()}-{shard_prefix.rsplit('/', 1)[-1]}",
+        parameters={"request": request.model_dump(mode="json"), "shard_prefix": shard.prefix},
+        flow_run_name=f"{ctx.run_id}-{shard.name}",
         timeout=None,
         poll_interval=2,
     )
     state = flow_run.state
     if state is not None and state.is_completed():
         return str(flow_run.id)
-    what = f"shard run {flow_run.name} ({flow_run.id}) of {shard_prefix} ended "
+    what = f"shard run {flow_run.name} ({flow_run.id}) of {shard.prefix} ended "
     what += f"{state.type.value if state else 'without a state'}: {state.message if state else ''}"
     if state is None or state.is_crashed() or state.is_cancelled():
         raise ShardRunCrashedError(what)
@@ -111,34 +111,15 @@ def run_shard_deployment(request: BatchRequest, shard_prefix: str) -> str:
 
 
 @task(name="ingest", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
-def ingest(request: BatchRequest, plan: batch.BatchPlan) -> batch.IngestSummary:
+def ingest(ctx: RunContext, plan: BatchPlan) -> service.IngestSummary:
     from prefect.runtime import flow_run
 
-    return batch.ingest(request, plan, flow_run_id=flow_run.id)
+    return service.ingest(ctx, plan, flow_run_id=flow_run.id)
 
 
 @task(name="report", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
-def report(request: BatchRequest, plan: batch.BatchPlan) -> batch.PublishedReport:
-    return batch.publish_report(request, plan)
-
-
-def _remove_stale_temporaries() -> None:
-    """Remove temporary folders that killed ttscale processes left behind (see ``tempfiles``)."""
-    try:
-        removed = tempfiles.stale_cleanup()
-    except Exception as exc:  # tidying must not fail a run
-        get_run_logger().warning("could not remove stale temporary folders: %s", exc)
-        return
-    if removed:
-        get_run_logger().info(
-            "removed %d stale temporary folders: %s", len(removed), ", ".join(map(str, removed))
-        )
-
-
-def expand_units(request: BatchRequest) -> list[Any]:
-    from ttscale.runner import expand_units as expand
-
-    return expand(request.strategies.configs())
+def report(ctx: RunContext, plan: BatchPlan) -> service.PublishedReport:
+    return service.publish_report(ctx, plan)
 
 
 # Each remote shard run is awaited by one thread; workers and the GPU limit cap the real work.
@@ -154,74 +135,30 @@ def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
     logger = get_run_logger()
     supersede_stale_runs(request)
     tag_run(request)
-    _remove_stale_temporaries()
-    plan = plan_batch(request)
-    logger.info(
-        "run %s: %d items in %d shards, %d bad rows (%s)",
-        plan.run_id, plan.items, len(plan.shard_prefixes), plan.bad_rows, plan.errors_uri,
-    )  # fmt: skip
-    units_per_item = len(expand_units(request))
-    progress = ProgressArtifact(plan.run_id, plan.items * units_per_item)
+    service.remove_stale_temporaries(logger)
+    ctx = service.resolve_run(request)
+    plan = plan_batch(ctx)
+    service.log_plan(logger, plan)
+    progress = ProgressArtifact(plan.run_id, plan.total_units)
     if request.shard_deployment:
-        futures = [run_shard_deployment.submit(request, p) for p in plan.shard_prefixes]
-        shards = zip(plan.shard_prefixes, plan.shard_items, futures, strict=True)
-        for shard_prefix, items, future in shards:
-            logger.info("%s: done in flow run %s", shard_prefix, future.result())
-            progress(items * units_per_item, 0)
+        futures = [run_shard_deployment.submit(ctx, shard) for shard in plan.shards]
+        for shard, items, future in zip(plan.shards, plan.shard_items, futures, strict=True):
+            logger.info("%s: done in flow run %s", shard.prefix, future.result())
+            progress(items * plan.units_per_item, 0)
     else:
         # One after another in this process: each shard already fills the engine's batch.
         add_listener(progress)
         try:
-            for shard_prefix in plan.shard_prefixes:
-                summary = run_shard(request, shard_prefix)
-                logger.info(
-                    "%s: %d units run, %d resumed",
-                    shard_prefix, summary.units_run, summary.units_skipped,
-                )  # fmt: skip
+            for shard in plan.shards:
+                service.log_shard(logger, run_shard(ctx, shard))
         finally:
             remove_listener(progress)
     progress.flush()
-    _check_unit_failures(request, plan, plan.items * units_per_item)
-    ingested = ingest(request, plan)
-    published = report(request, plan)
+    service.check_unit_failures(ctx, plan, logger)
+    ingested = ingest(ctx, plan)
+    published = report(ctx, plan)
     publish_artifacts(plan, published)
-    return {
-        "run_id": plan.run_id,
-        "items": plan.items,
-        "bad_rows": plan.bad_rows,
-        "errors_uri": plan.errors_uri,
-        "ledger": ingested.ledger_path,
-        "units_added": ingested.units_added,
-        "calls_added": ingested.calls_added,
-        "totals": ingested.totals,
-        "report": published.uris,
-        "results": results_rows(published.report),
-        "cutoffs": cutoff_rows(published.report),
-    }
-
-
-def _check_unit_failures(request: BatchRequest, plan: batch.BatchPlan, total_units: int) -> None:
-    """Fail the run when more units errored than ``fail_on_error`` allows (nothing is ingested).
-
-    Below the threshold the run goes on; its errored units are reported apart from the answers,
-    and their shards stay unfinished, so running the same batch again retries them.
-    """
-    errored, retryable = batch.errored_units(request, plan)
-    if errored and errored > request.fail_on_error * total_units:
-        retry = (
-            f"their attempts are kept under {plan.output_prefix}/shards: run the same batch "
-            "again to retry them"
-            if retryable
-            else "the engine refused them (a retry would not help): see the parts' errors"
-        )
-        raise UnitsFailedError(
-            f"{errored} of {total_units} units failed ({errored / max(total_units, 1):.0%}, "
-            f"fail_on_error allows {request.fail_on_error:.0%}); {retry}"
-        )
-    if errored:
-        get_run_logger().warning(
-            "%d of %d units failed (%d retryable); reported apart", errored, total_units, retryable
-        )
+    return service.batch_result(plan, ingested, published)
 
 
 if __name__ == "__main__":

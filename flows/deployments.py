@@ -5,6 +5,9 @@ their own names so both can live on one Prefect server without overwriting each 
 ``ttscale-batch/nightly-local`` (cron, default parameters), ``ttscale-batch/adhoc-local`` (the
 BatchRequest form) and ``ttscale-shard/gpu-local`` (one shard; the target of
 ``BatchRequest.shard_deployment`` for batches run by ``ttscale serve``).
+
+``ttscale serve`` runs ``python -m flows.deployments --nightly REQUEST_JSON ...`` in its place
+(it does not import flows).
 """
 
 from __future__ import annotations
@@ -62,3 +65,21 @@ def serve_local(
 ) -> None:
     """Register the deployments with the Prefect API and run their flow runs until interrupted."""
     prefect.serve(*local_deployments(nightly, cron, gpu_slots), limit=limit)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m flows.deployments``: ``serve_local`` with its arguments as options."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m flows.deployments", description=main.__doc__)
+    parser.add_argument("--nightly", required=True, help="the nightly BatchRequest as JSON")
+    parser.add_argument("--cron", default=NIGHTLY_CRON)
+    parser.add_argument("--gpu-slots", default=GPU_SLOTS, help="'' for no concurrency limit")
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args(argv)
+    nightly = BatchRequest.model_validate_json(args.nightly)
+    serve_local(nightly, cron=args.cron, gpu_slots=args.gpu_slots or None, limit=args.limit)
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ from prefect.concurrency.sync import concurrency
 
 from flows.batch import NO_RESULTS, run_shard
 from ttscale.schemas import BatchRequest
+from ttscale.service import ShardLayout, log_shard, resolve_run
 
 GPU_SLOTS = "gpu-slots"
 """Name of the global concurrency limit that counts busy GPUs."""
@@ -32,15 +33,15 @@ def ttscale_shard(
 ) -> dict[str, Any]:
     """Run every unfinished unit of one shard; a re-run resumes from its checkpointed parts."""
     logger = get_run_logger()
+    # This process's own resolution of the run: the batch's context does not cross processes.
+    ctx, shard = resolve_run(request), ShardLayout(shard_prefix)
     if not concurrency_limit:
-        summary = run_shard(request, shard_prefix)
+        summary = run_shard(ctx, shard)
     else:
         # The slot is held while the engine works, so queued shards wait instead of sharing a GPU.
         with concurrency(concurrency_limit, occupy=1):
-            summary = run_shard(request, shard_prefix)
-    logger.info(
-        "%s: %d units run, %d resumed", shard_prefix, summary.units_run, summary.units_skipped
-    )
+            summary = run_shard(ctx, shard)
+    log_shard(logger, summary)
     return asdict(summary)
 
 

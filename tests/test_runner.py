@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,10 @@ import pytest
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.prompts import PROFILES
-from ttscale.runner import (
-    PartWriter,
-    Unit,
-    expand_units,
-    read_parts,
-    run_shard_units,
-    run_unit,
-    unit_key,
-)
+from ttscale.records import UnitResult
+from ttscale.runner import Unit, attempt_unit, expand_units, run_shard_units
 from ttscale.schemas import Question
+from ttscale.service import PartWriter, ShardLayout, read_parts
 from ttscale.storage import LocalStore
 from ttscale.strategies.config import BudgetForcingConfig, MajorityConfig
 
@@ -27,7 +22,7 @@ Q = Question(id="q", question="What is 20 plus 22?", answer="42", dataset="arith
 
 
 def _run(engine: ScriptedEngine, unit: Unit, question: Question = Q) -> dict:
-    return asyncio.run(run_unit(engine, PROFILES["plain"], question, unit, "r", 7))
+    return asyncio.run(attempt_unit(engine, PROFILES["plain"], question, unit, "r", 7)).to_json()
 
 
 def test_majority_records_every_sample_and_votes() -> None:
@@ -95,18 +90,65 @@ def test_shard_resumes_from_parts(tmp_path: Path) -> None:
     ]
     units = expand_units([MajorityConfig(n=[1, 2])])
     engine = ScriptedEngine(ScriptedEngineConfig())
-    writer = PartWriter(store, "shard", every_units=4)
+    shard = ShardLayout("shard")
+    writer = PartWriter(store, shard, every_units=4)
     kwargs = {"run_id": "r", "run_seed": 0, "writer": writer}
     first = asyncio.run(
         run_shard_units(engine, PROFILES["plain"], questions[:4], units, skip=set(), **kwargs)
     )
     assert first == 8 and len(writer.parts_written) == 2
-    done = {unit_key(r) for _, recs in read_parts(store, "shard") for r in recs}
+    done = {r.key for _, recs in read_parts(store, shard) for r in recs}
     requests_before = engine.requests
     second = asyncio.run(
         run_shard_units(engine, PROFILES["plain"], questions, units, skip=done, **kwargs)
     )
     assert second == 4  # only the two new questions × two units
     assert engine.requests - requests_before == 2 * (1 + 2)
-    keys = [unit_key(r) for _, recs in read_parts(store, "shard") for r in recs]
+    keys = [r.key for _, recs in read_parts(store, shard) for r in recs]
     assert len(keys) == len(set(keys)) == 12
+
+
+SUCCESS_KEYS = [
+    "run_id", "item_id", "strategy", "budget", "final_answer", "correct", "stop_reason",
+    "samples_used", "answered_language", "detail", "error", "calls",
+]  # fmt: skip
+CALL_KEYS = [
+    "sample_index", "call_index", "phase", "prompt_tokens", "completion_tokens",
+    "thinking_tokens", "answer_tokens", "finish_reason", "stop_reason", "latency_s", "used",
+    "seed", "cumulative_logprob", "score", "extracted_answer", "completion_text",
+]  # fmt: skip
+
+
+def test_a_unit_result_keeps_the_part_line_shape() -> None:
+    """Part objects are ingested by the ledger as written: keys and their order never change."""
+    engine = ScriptedEngine(ScriptedEngineConfig(accuracy=1.0))
+    unit = Unit("majority", 2, MajorityConfig(n=[2]))
+    result = asyncio.run(attempt_unit(engine, PROFILES["plain"], Q, unit, "r", 7))
+    record = result.to_json()
+    assert list(record) == SUCCESS_KEYS
+    assert [list(c) for c in record["calls"]] == [CALL_KEYS, CALL_KEYS]
+    assert result.key == ("q", "majority", 2) and result.settled
+    assert result.completion_tokens == sum(c["completion_tokens"] for c in record["calls"])
+    assert UnitResult.from_json(record) == result
+    assert result.to_line() == (json.dumps(record, ensure_ascii=False) + "\n").encode()
+
+    engine.fail_every = 1
+    failed = asyncio.run(attempt_unit(engine, PROFILES["plain"], Q, unit, "r", 7))
+    failed_record = failed.to_json()
+    assert list(failed_record) == [*SUCCESS_KEYS[:-1], "error_retryable", "calls"]
+    assert failed_record["error_retryable"] is True and not failed.settled
+    assert UnitResult.from_json(failed_record) == failed
+
+
+def test_records_of_older_parts_still_read() -> None:
+    """Before ``error_retryable`` an errored record counted as retryable; unknown keys are ignored."""
+    old = {
+        "run_id": "r", "item_id": "q", "strategy": "majority", "budget": "4",
+        "final_answer": None, "correct": False, "stop_reason": "error", "samples_used": 0,
+        "detail": {}, "error": "EngineRequestError: down", "calls": [], "extra": 1,
+    }  # fmt: skip
+    result = UnitResult.from_json(old)
+    assert result.key == ("q", "majority", 4)
+    assert result.error is not None and result.error.retryable is None and not result.settled
+    refused = UnitResult.from_json(old | {"error_retryable": False})
+    assert refused.settled

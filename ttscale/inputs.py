@@ -162,6 +162,27 @@ def ensure_questions(batch: LoadedBatch, input_uri: str) -> None:
     )
 
 
+@dataclass(frozen=True)
+class InputLocation:
+    """An input URI opened once: the store holding it and the key (an object or a prefix)."""
+
+    uri: str
+    store: ObjectStore
+    key: str
+
+
+def open_input(input_uri: str) -> InputLocation:
+    """Open the store of ``input_uri``; nothing is read (``load_input`` does that)."""
+    if urlparse(input_uri).scheme == "s3":
+        store, key = open_store(input_uri)
+        return InputLocation(input_uri, store, key)
+    # Local: the store root is the file's directory (or the directory itself).
+    local = local_path(input_uri)
+    if local.is_file():
+        return InputLocation(input_uri, open_store(str(local.parent))[0], local.name)
+    return InputLocation(input_uri, open_store(str(local))[0], "")
+
+
 def load_batch(input_uri: str, *, require_questions: bool = True) -> LoadedBatch:
     """Load every question object at ``input_uri`` (one object, a directory or an S3 prefix).
 
@@ -169,16 +190,14 @@ def load_batch(input_uri: str, *, require_questions: bool = True) -> LoadedBatch
     read as JSONL/Parquet, or (with ``require_questions``) holds no valid question. Credential,
     endpoint and permission failures stay StorageError.
     """
-    parsed = urlparse(input_uri)
-    if parsed.scheme not in ("s3",):
-        # Local: the store root is the file's directory (or the directory itself).
-        local = local_path(input_uri)
-        if not local.exists():
-            raise InputError(f"no such input: {input_uri}")
-        store, key = open_store(str(local.parent if local.is_file() else local))
-        key = local.name if local.is_file() else ""
-    else:
-        store, key = open_store(input_uri)
+    return load_input(open_input(input_uri), require_questions=require_questions)
+
+
+def load_input(source: InputLocation, *, require_questions: bool = True) -> LoadedBatch:
+    """``load_batch`` of an input opened with ``open_input``."""
+    input_uri, store, key = source.uri, source.store, source.key
+    if urlparse(input_uri).scheme != "s3" and not local_path(input_uri).exists():
+        raise InputError(f"no such input: {input_uri}")
     batch = LoadedBatch()
     seen: dict[str, tuple[str, int]] = {}
     try:

@@ -1,4 +1,8 @@
-"""Process-wide progress listeners, so a CLI can show a bar for a flow running in-process."""
+"""Progress of running shards: running totals turned into deltas for listeners.
+
+A Prefect flow running shards in-process registers process-wide listeners (its progress
+artifact); ``run_batch`` hands its caller's listener straight to each shard.
+"""
 
 from __future__ import annotations
 
@@ -24,14 +28,16 @@ def remove_listener(listener: Listener) -> None:
 
 
 class ShardProgress:
-    """Turns a shard's running totals into deltas for every listener."""
+    """Turns a shard's running totals into deltas for ``listener``, or else for every
+    process-wide listener."""
 
-    def __init__(self) -> None:
+    def __init__(self, listener: Listener | None = None) -> None:
+        self._listener = listener
         self._units = 0
         self._tokens = 0
 
     def __call__(self, units: int, tokens: int) -> None:
         du, dt = units - self._units, tokens - self._tokens
         self._units, self._tokens = units, tokens
-        for listener in list(_listeners):
+        for listener in [self._listener] if self._listener else list(_listeners):
             listener(du, dt)

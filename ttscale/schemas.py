@@ -95,6 +95,59 @@ class _OrStrategyList:
         return {"anyOf": [handler(core_schema), listed]}
 
 
+class ReportOptions(BaseModel):
+    """How the run's report prices and weighs tokens. None of it changes the run id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="Report settings")
+
+    price_in: float | None = Field(
+        None, ge=0, title="Price per 1M input tokens (USD)", description="Prompt tokens; optional."
+    )
+    price_out: float | None = Field(
+        None,
+        ge=0,
+        title="Price per 1M output tokens (USD)",
+        description="Completion tokens; with it the report fills USD and cost per correct answer.",
+    )
+    gpu_hour: float | None = Field(
+        None,
+        ge=0,
+        title="GPU price (USD per hour)",
+        description="Used with the run's measured throughput when no token price is set.",
+    )
+    tau: float | None = Field(
+        None,
+        ge=0,
+        title="τ (points per 1k tokens)",
+        description="Marginal-gain cutoff: accuracy points per 1k tokens worth paying for "
+        "(default 0.5).",
+    )
+    lambda_per_1k_tokens: float | None = Field(
+        None,
+        ge=0,
+        title="λ (points per 1k tokens)",
+        description="Cost weight of the utility rule (default: derived from prices, else τ).",
+    )
+    min_items: int | None = Field(
+        None,
+        ge=1,
+        title="Items needed for a recommendation",
+        description="Slices with fewer items get no recommendation (default 30).",
+    )
+
+    def settings_update(self) -> dict[str, Any]:
+        """The ``ReportSettings`` fields these options set (unset options are left out)."""
+        names = {
+            "price_in": "prompt_price_per_million_tokens",
+            "price_out": "price_per_million_tokens",
+            "gpu_hour": "gpu_hour_price",
+            "tau": "tau",
+            "lambda_per_1k_tokens": "lambda_per_1k_tokens",
+            "min_items": "min_items",
+        }
+        return {names[k]: v for k, v in self.model_dump().items() if v is not None}
+
+
 RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
@@ -173,6 +226,13 @@ class BatchRequest(BaseModel):
         "share of all units fails; below it, they are reported apart and a re-run retries them.",
     )
 
+    report: ReportOptions = Field(
+        ReportOptions(),
+        title="Report",
+        description="Prices, τ, λ and the evidence a recommendation needs. Unset: no money "
+        "columns, default cutoffs. They do not change the run id.",
+    )
+
     @field_validator("run_id")
     @classmethod
     def _safe_run_id(cls, value: str | None) -> str | None:
@@ -187,8 +247,10 @@ class BatchRequest(BaseModel):
     def fingerprint(self) -> str:
         """Stable hash of what determines the results (not where they are written)."""
         # Where results go, how shards are dispatched and when a run counts as failed do not
-        # change them.
-        placement = {"run_id", "output_uri", "ledger_path", "shard_deployment", "fail_on_error"}
+        # change them; nor do the report's prices and cutoffs.
+        placement = {
+            "run_id", "output_uri", "ledger_path", "shard_deployment", "fail_on_error", "report",
+        }  # fmt: skip
         payload = self.model_dump(mode="json", exclude=placement)
         # Hashed in the list form that requests had before StrategySet, so run ids stay the same.
         payload["strategies"] = [c.model_dump(mode="json") for c in self.strategies.configs()]

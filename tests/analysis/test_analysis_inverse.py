@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import duckdb
 import numpy as np
 import pytest
+from synthetic_ledger import synthetic_ledger
 
 from ttscale.analysis.inverse import (
     holm_adjust,
@@ -10,13 +10,8 @@ from ttscale.analysis.inverse import (
     run_decline_tests,
     trend_decline_p,
 )
-from ttscale.analysis.synthetic import (
-    PlantedCurve,
-    SyntheticLedgerSpec,
-    planted_outcomes,
-    write_synthetic_ledger,
-)
-from ttscale.reports.build import build_report
+from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec, planted_outcomes
+from ttscale.ledger.report_data import build_report_from_ledger
 
 ALPHA = 0.05
 
@@ -83,9 +78,8 @@ def test_planted_decline_is_flagged_and_the_recommendation_stops_before_it(tmp_p
         items_per_slice=400,
         seed=5,
     )
-    con = duckdb.connect(str(tmp_path / "l.duckdb"))
-    write_synthetic_ledger(con, spec)
-    report = build_report(con, spec.run_id)
+    con = synthetic_ledger(spec, tmp_path / "l.duckdb")
+    report = build_report_from_ledger(con, spec.run_id)
     limits = {"majority": 4, "budget_forcing": 1024}
     for s in report.slices:
         caps = {f.strategy: f.cap_budget for f in s.inverse_scaling}

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import duckdb
+from synthetic_ledger import synthetic_ledger
 
-from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec, write_synthetic_ledger
-from ttscale.reports.build import build_report
+from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec
+from ttscale.ledger.report_data import build_report_from_ledger
 from ttscale.reports.model import ReportSettings
 
 
@@ -13,9 +13,8 @@ def _report(tmp_path, budgets: tuple[int, ...], settings: ReportSettings | None 
         items_per_slice=2000,
         seed=21,
     )
-    con = duckdb.connect()  # in memory: one test builds several ledgers
-    write_synthetic_ledger(con, spec)
-    return build_report(con, spec.run_id, settings)
+    con = synthetic_ledger(spec)  # in memory: one test builds several ledgers
+    return build_report_from_ledger(con, spec.run_id, settings)
 
 
 def test_cutoff_lands_where_the_true_marginal_gain_falls_below_tau(tmp_path) -> None:

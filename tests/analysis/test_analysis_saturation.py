@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import math
 
-import duckdb
 import numpy as np
 import pytest
+from synthetic_ledger import synthetic_ledger
 
 from ttscale.analysis.saturation import fit_saturation_curve, fit_strategy, saturation_point
-from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec, write_synthetic_ledger
-from ttscale.reports.build import build_report
+from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec
+from ttscale.ledger.report_data import build_report_from_ledger
 from ttscale.reports.model import ReportSettings
 
 
@@ -47,9 +47,8 @@ def test_known_saturation_point_is_recovered_from_a_ledger(tmp_path) -> None:
         items_per_slice=3000,
         seed=11,
     )
-    con = duckdb.connect(str(tmp_path / "l.duckdb"))
-    write_synthetic_ledger(con, spec)
-    report = build_report(con, spec.run_id, ReportSettings(epsilon=0.01))
+    con = synthetic_ledger(spec, tmp_path / "l.duckdb")
+    report = build_report_from_ledger(con, spec.run_id, ReportSettings(epsilon=0.01))
     (fit,) = report.slices[0].saturation
     true_n_star = 9  # ⌈ln(0.01 / 0.24) / ln 0.7⌉ = ⌈8.91⌉, as in test_saturation_point_closed_form
     assert abs(fit.saturation_point - true_n_star) <= 1

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tiny_model import build_tiny_model
 
 from ttscale.engines.config import VLLMEngineConfig
-from ttscale.model_prep import build_tiny_model
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ def tiny_vllm(tiny_model_dir: Path) -> Iterator[EngineRunner]:
 
 # --- The session's one tiny model and engine, for test directories outside this one ---------------
 # Fixtures defined here are visible under tests/engines/ only. Other directories (e.g.
-# tests/strategies/test_strategies_vllm.py) find this module through pytest's plugin manager and
+# tests/strategies/conftest.py) find this module through pytest's plugin manager and
 # call these helpers, so a session builds one tiny model and starts one engine on it in all.
 
 _shared_model_dir: Path | None = None

@@ -18,8 +18,9 @@ from ledger_helpers import open_ledger
 
 from ttscale.ledger import Ledger
 from ttscale.prompts import PROFILES
-from ttscale.runner import PartWriter, expand_units, read_parts, run_shard_units
+from ttscale.runner import expand_units, run_shard_units
 from ttscale.schemas import Question
+from ttscale.service import PartWriter, ShardLayout, part_objects
 from ttscale.storage import open_store
 from ttscale.strategies.config import BudgetForcingConfig, MajorityConfig
 
@@ -45,7 +46,8 @@ CALL_COLUMNS = (
 def _run(runner: Any, run_id: str, root: Path) -> str:
     """Run the batch as ``run_id`` (every unit at once, as a shard does); ingest it into the ledger."""
     store, _ = open_store(f"file://{root}")
-    writer = PartWriter(store, f"runs/{run_id}/shards/00000")
+    shard = ShardLayout(f"runs/{run_id}/shards/00000")
+    writer = PartWriter(store, shard)
     ran = runner.run(
         run_shard_units(
             runner.engine,
@@ -62,7 +64,7 @@ def _run(runner: Any, run_id: str, root: Path) -> str:
     ledger = root / "ledger.duckdb"
     with Ledger(ledger) as led:
         led.add_items(run_id, QUESTIONS)
-        led.ingest_units(read_parts(store, writer.shard_prefix))
+        led.ingest_units(part_objects(store, shard))
     return str(ledger)
 
 

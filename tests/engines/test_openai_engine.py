@@ -201,6 +201,18 @@ def test_tokenizer_endpoints(served: OpenAICompatibleEngine, tiny_model_dir: Pat
     assert local.decode(ids) == text
     assert served.versions()["server_vllm"] not in ("", "unknown")
 
+    async def over_the_loop() -> tuple[list[int], str, list[int]]:
+        # Uncached text, so aencode asks the server rather than the sync calls' cache.
+        return (
+            await served.aencode(text + " 20"),
+            await served.adecode(ids),
+            await served.achat_prompt(QUESTION),
+        )
+
+    async_ids, async_text, async_chat = _run(served, over_the_loop())
+    assert async_ids == local.encode(text + " 20")
+    assert async_text == text and async_chat == chat
+
 
 @pytest.mark.slow
 def test_client_errors_are_rejections_not_retried(

@@ -20,7 +20,7 @@ from ttscale.ledger import ledger as ledger_module
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import RunRow
 from ttscale.prompts import PROFILES
-from ttscale.runner import expand_units, run_unit
+from ttscale.runner import attempt_unit, expand_units
 from ttscale.schemas import BadRow, Question
 from ttscale.strategies.config import BudgetForcingConfig, MajorityConfig
 
@@ -34,15 +34,14 @@ def _records(seed: int = 0) -> list[dict]:
     units = expand_units([MajorityConfig(n=[1, 3]), BudgetForcingConfig(budgets_tokens=[16, 64])])
 
     async def go() -> list[dict]:
-        return list(
-            await asyncio.gather(
-                *(
-                    run_unit(engine, PROFILES["plain"], q, u, "r1", seed)
-                    for q in QUESTIONS
-                    for u in units
-                )
+        results = await asyncio.gather(
+            *(
+                attempt_unit(engine, PROFILES["plain"], q, u, "r1", seed)
+                for q in QUESTIONS
+                for u in units
             )
         )
+        return [result.to_json() for result in results]
 
     return asyncio.run(go())
 

@@ -30,8 +30,8 @@ from ledger_helpers import open_ledger
 
 from flows.batch import ttscale_batch
 from ttscale import tempfiles
-from ttscale.runner import read_parts, unit_key
 from ttscale.schemas import BatchRequest
+from ttscale.service import RunLayout, read_parts
 from ttscale.storage import LocalStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
@@ -173,10 +173,11 @@ def _assert_exactly_once(k: Killed, reference: Reference) -> None:
     per_item = decisions_per_item(ledger, run_id)
     assert len(per_item) == ITEMS and set(per_item.values()) == {UNITS_PER_ITEM}
     store = LocalStore(k.out)
+    layout = RunLayout.of("", run_id)
     records = Counter(
-        unit_key(r)
+        r.key
         for i in range(ITEMS // SHARD_SIZE)
-        for _, rs in read_parts(store, f"runs/{run_id}/shards/{i:05d}")
+        for _, rs in read_parts(store, layout.shard(i))
         for r in rs
     )
     assert len(records) == ITEMS * UNITS_PER_ITEM

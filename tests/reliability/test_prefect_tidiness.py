@@ -1,8 +1,8 @@
 """A run leaves nothing behind where it should not, and nothing stale where it did.
 
-- A failing batch writes nothing under the user's home: Prefect's failure results go under
-  PREFECT_HOME (Prefect 3.7 pickles every failed run's exception, and its default path ignores
-  PREFECT_HOME).
+- A failing batch writes nothing under the user's home: ``ttscale run`` does not start Prefect,
+  and the flow's failure results go under PREFECT_HOME (Prefect 3.7 pickles every failed run's
+  exception, and its default path ignores PREFECT_HOME).
 - A flow run left RUNNING by a killed process is marked Crashed when the same run resumes.
 - Temporary folders of killed processes are removed when a batch starts.
 """
@@ -82,28 +82,28 @@ def _files_under(folder: Path) -> list[str]:
 def test_a_failing_run_writes_nothing_under_home(
     tmp_path: Path, write_jsonl: Callable[..., Path], overloaded_endpoint: str
 ) -> None:
-    """``ttscale run`` whose units all fail (fail_on_error exceeded) exits 5, and HOME stays empty.
+    """A batch whose units all fail (fail_on_error exceeded) writes nothing under HOME.
 
-    Both Prefect failure paths are taken: the flow's own (the failed-units check), and a task's
-    (``plan-batch`` finding the run's input changed under the same run id, exit 3).
+    ``ttscale run`` (no Prefect) exits 5. The flow takes both Prefect failure paths: its own (the
+    failed-units check) and a task's (``plan-batch`` finding the run's input changed under the
+    same run id, which ``ttscale run`` reports with exit 3); their results go under PREFECT_HOME.
     """
     home, prefect_home, out = tmp_path / "home", tmp_path / "prefect-home", tmp_path / "out"
     home.mkdir()
     prefect_home.mkdir()
     questions = write_jsonl(tmp_path / "in.jsonl", LINES)
+    request = {
+        "input_uri": str(questions),
+        "output_uri": f"file://{out}",
+        "ledger_path": str(out / "ledger.duckdb"),
+        "run_id": "tidy",
+        "engine": {"kind": "openai", "base_url": overloaded_endpoint, "model": "m"},
+        "strategies": [{"kind": "majority", "n": [1]}],
+    }
     config = tmp_path / "batch.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "input_uri": str(questions),
-                "output_uri": f"file://{out}",
-                "ledger_path": str(out / "ledger.duckdb"),
-                "run_id": "tidy",
-                "engine": {"kind": "openai", "base_url": overloaded_endpoint, "model": "m"},
-                "strategies": [{"kind": "majority", "n": [1]}],
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(request))
+    request_json = tmp_path / "request.json"
+    request_json.write_text(json.dumps(request))
     env = {
         k: v
         for k, v in os.environ.items()
@@ -118,9 +118,9 @@ def test_a_failing_run_writes_nothing_under_home(
         "AWS_EC2_METADATA_DISABLED": "true",
     }
 
-    def run() -> subprocess.CompletedProcess[str]:
+    def run(*module: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "ttscale.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", *module],
             cwd=tmp_path,
             env=env,
             capture_output=True,
@@ -128,20 +128,36 @@ def test_a_failing_run_writes_nothing_under_home(
             timeout=300,
         )
 
-    failed = run()
+    def cli_run() -> subprocess.CompletedProcess[str]:
+        return run("ttscale.cli", "run", "--config", str(config))
+
+    def flow_run() -> subprocess.CompletedProcess[str]:
+        return run("flows.batch", str(request_json))
+
+    storage = prefect_home / "storage"
+    failed = cli_run()
     assert failed.returncode == 5, failed.stdout + failed.stderr
     assert "2 of 2 units failed" in failed.stderr
     assert _files_under(home) == []
     assert not (out / "ledger.duckdb").exists()
-    stored = list((prefect_home / "storage").iterdir())
+    assert not storage.exists(), "ttscale run started Prefect"
+
+    failed_flow = flow_run()
+    assert failed_flow.returncode != 0, failed_flow.stdout + failed_flow.stderr
+    assert "2 of 2 units failed" in failed_flow.stdout + failed_flow.stderr
+    assert _files_under(home) == []
+    stored = list(storage.iterdir())
     assert stored, "the failed flow's result went somewhere else"
 
     write_jsonl(questions, [LINES[0].replace("plus 2", "plus 3")])  # same run id, other input
-    changed = run()
+    changed = cli_run()
     assert changed.returncode == 3, changed.stdout + changed.stderr
     assert "exists with other content" in changed.stderr
+    changed_flow = flow_run()
+    assert changed_flow.returncode != 0
+    assert "exists with other content" in changed_flow.stdout + changed_flow.stderr
     assert _files_under(home) == []
-    assert len(list((prefect_home / "storage").iterdir())) > len(stored)  # the task's failure
+    assert len(list(storage.iterdir())) > len(stored)  # the task's failure
 
 
 def test_a_run_left_running_is_crashed_when_the_same_run_resumes(

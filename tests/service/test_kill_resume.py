@@ -20,7 +20,7 @@ from service_helpers import (
 )
 
 from flows.batch import ttscale_batch
-from ttscale.runner import read_parts, unit_key
+from ttscale.service import RunLayout, read_parts
 from ttscale.storage import LocalStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,10 +82,8 @@ def test_sigkill_mid_shard_then_resume_counts_every_token_once(
     per_item = decisions_per_item(killed_out / "ledger.duckdb", run_id)
     assert len(per_item) == ITEMS and set(per_item.values()) == {UNITS_PER_ITEM}
     store = LocalStore(killed_out)
-    shard_prefixes = [f"runs/{run_id}/shards/{i:05d}" for i in range(2)]
-    records = Counter(
-        unit_key(r) for prefix in shard_prefixes for _, rs in read_parts(store, prefix) for r in rs
-    )
+    shards = [RunLayout.of("", run_id).shard(i) for i in range(2)]
+    records = Counter(r.key for shard in shards for _, rs in read_parts(store, shard) for r in rs)
     assert len(records) == ITEMS * UNITS_PER_ITEM
     assert max(records.values()) == 1, [k for k, n in records.items() if n > 1][:5]
 
@@ -96,5 +94,5 @@ def test_sigkill_mid_shard_then_resume_counts_every_token_once(
     assert killed_totals["units"] == killed_totals["distinct_units"] == ITEMS * UNITS_PER_ITEM
     assert killed_totals["error_units"] == 0
     assert killed_totals["completion_tokens"] == killed_totals["unit_completion_tokens"] > 0
-    manifest = json.loads((killed_out / shard_prefixes[0] / "done.json").read_text())
+    manifest = json.loads((killed_out / shards[0].done).read_text())
     assert manifest["engine"].startswith("scripted")

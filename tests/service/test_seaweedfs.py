@@ -10,8 +10,8 @@ import pytest
 from service_helpers import UNITS_PER_ITEM, ledger_totals, question_lines, scripted_request
 
 from flows.batch import ttscale_batch
-from ttscale import batch
 from ttscale.errors import StorageError
+from ttscale.service import plan_batch, resolve_run
 from ttscale.storage import open_store
 
 ITEMS = 12
@@ -75,4 +75,4 @@ def test_wrong_credentials_are_a_clear_storage_error(
         f"s3://{seaweed_bucket}/in/", f"s3://{seaweed_bucket}/out", tmp_path / "l.duckdb"
     )
     with pytest.raises(StorageError):
-        batch.plan_batch(request)
+        plan_batch(resolve_run(request))

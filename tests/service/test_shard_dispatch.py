@@ -13,6 +13,7 @@ from service_helpers import scripted_request
 
 import flows.batch
 from ttscale.errors import ConfigError, FatalError, ShardRunCrashedError
+from ttscale.service import ShardLayout, resolve_run
 
 
 def _dispatch(state: State[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
@@ -26,7 +27,8 @@ def _dispatch(state: State[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     request = scripted_request(
         "in.jsonl", "s3://b/out", tmp_path / "l.duckdb", shard_deployment="ttscale-shard/gpu"
     )
-    result = flows.batch.run_shard_deployment.fn(request, "runs/r/shards/00003")
+    shard = ShardLayout("runs/r/shards/00003")
+    result = flows.batch.run_shard_deployment.fn(resolve_run(request), shard)
     (call,) = calls
     assert call["name"] == "ttscale-shard/gpu"
     assert call["parameters"]["shard_prefix"] == "runs/r/shards/00003"
@@ -56,4 +58,6 @@ def test_failed_shard_run_is_fatal(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 def test_no_shard_deployment_is_a_config_error(tmp_path: Path) -> None:
     request = scripted_request("in.jsonl", "s3://b/out", tmp_path / "l.duckdb")
     with pytest.raises(ConfigError):
-        flows.batch.run_shard_deployment.fn(request, "runs/r/shards/00000")
+        flows.batch.run_shard_deployment.fn(
+            resolve_run(request), ShardLayout("runs/r/shards/00000")
+        )

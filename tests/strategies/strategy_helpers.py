@@ -13,7 +13,7 @@ from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.errors import EngineRequestError
 from ttscale.prompts import PROFILES
-from ttscale.runner import Unit, run_unit
+from ttscale.runner import Unit, attempt_unit
 from ttscale.schemas import Question
 
 PROFILE = PROFILES["smollm2"]
@@ -25,13 +25,17 @@ class CountingEngine(ScriptedEngine):
 
     ``fail_every=k`` makes every k-th attempt fail recoverably before producing anything.
     ``vary_logprobs`` gives each completion a seeded mean logprob in [-1.5, 0] instead of the
-    constant -0.1, so scores differ between samples.
+    constant -0.1, so scores differ between samples. ``script`` names the engine's script.
     """
 
     def __init__(
-        self, accuracy: float = 0.6, vary_logprobs: bool = False, fail_every: int = 0
+        self,
+        accuracy: float = 0.6,
+        vary_logprobs: bool = False,
+        fail_every: int = 0,
+        script: str = "arithmetic",
     ) -> None:
-        super().__init__(ScriptedEngineConfig(accuracy=accuracy))
+        super().__init__(ScriptedEngineConfig(accuracy=accuracy, script=script))
         self.vary_logprobs = vary_logprobs
         self.every_kth_fails = fail_every
         self.attempts = 0
@@ -73,7 +77,10 @@ def run(
 ) -> dict[str, Any]:
     """One unit's record, run with ``asyncio.run`` on the scripted engine."""
     unit = Unit(config.kind, budget, config)
-    return asyncio.run(run_unit(engine, PROFILE, item or question(), unit, "run-test", RUN_SEED))
+    result = asyncio.run(
+        attempt_unit(engine, PROFILE, item or question(), unit, "run-test", RUN_SEED)
+    )
+    return result.to_json()
 
 
 def assert_accounted(record: dict[str, Any], engine: CountingEngine) -> None:

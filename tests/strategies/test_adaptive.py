@@ -10,7 +10,9 @@ import pytest
 from scipy import optimize, stats
 from strategy_helpers import CountingEngine, assert_accounted, question, run
 
-from ttscale.strategies.config import AdaptiveConsistencyConfig, ESCConfig, OptScaleConfig
+from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.esc import ESCConfig
+from ttscale.strategies.kinds.optscale import OptScaleConfig
 from ttscale.strategies.stopping import beta_stop_probability, esc_decisions
 
 # --- independent oracles: scipy's distributions, not ttscale.strategies.stopping -------------------

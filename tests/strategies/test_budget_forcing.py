@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from strategy_helpers import CountingEngine, assert_accounted, run
 
-from ttscale.strategies.config import BudgetForcingConfig
+from ttscale.strategies.kinds.budget_forcing import BudgetForcingConfig
 
 
 def _thinking(record: dict) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from strategy_helpers import CountingEngine, assert_accounted, question, run
 
-from ttscale.strategies.config import BudgetForcingConfig
+from ttscale.strategies.kinds.budget_forcing import BudgetForcingConfig
 from ttscale.strategies.language import (
     LANGUAGE_NAMES,
     THINKING_PREFIX,

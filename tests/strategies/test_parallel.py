@@ -14,13 +14,10 @@ from strategy_helpers import CountingEngine, assert_accounted, run
 
 from ttscale.engines.base import Completion
 from ttscale.errors import ConfigError
-from ttscale.strategies.config import (
-    BestOfNConfig,
-    RewardModelScorerConfig,
-    WeightedVoteConfig,
-)
-from ttscale.strategies.parallel import best_sample
-from ttscale.strategies.sampling import Sample
+from ttscale.strategies.config import RewardModelScorerConfig
+from ttscale.strategies.kinds.best_of_n import BestOfNConfig
+from ttscale.strategies.kinds.weighted_vote import WeightedVoteConfig
+from ttscale.strategies.sampling import Sample, best_sample
 from ttscale.strategies.scorers import (
     RewardModelScorer,
     make_scorer,

@@ -7,7 +7,7 @@ import itertools
 from strategy_helpers import CountingEngine, assert_accounted, question, run
 
 from ttscale.grading import canonical_answer
-from ttscale.strategies.config import RefinementConfig
+from ttscale.strategies.kinds.refinement import RefinementConfig
 
 
 def test_repeated_answer_stops_after_one_revision() -> None:

@@ -13,10 +13,12 @@ from ttscale.engines.scripted import ScriptedEngine
 from ttscale.ledger import Ledger
 from ttscale.ledger.readers import sample_pool_rows
 from ttscale.prompts import PROFILES
-from ttscale.runner import Unit, run_unit
+from ttscale.runner import Unit, attempt_unit
 from ttscale.schemas import Question
 from ttscale.strategies.common import majority_vote
-from ttscale.strategies.config import AdaptiveConsistencyConfig, ESCConfig, MajorityConfig
+from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.esc import ESCConfig
+from ttscale.strategies.kinds.majority import MajorityConfig
 from ttscale.strategies.replay import SamplePool, replay, unbiased_majority_at_k
 
 QUESTIONS = [
@@ -35,7 +37,10 @@ def _live(config: object, budget: int) -> list[dict]:
 
     async def go() -> list[dict]:
         unit = Unit(config.kind, budget, config)  # type: ignore[attr-defined]
-        return [await run_unit(engine, PROFILES["plain"], q, unit, "r", 11) for q in QUESTIONS]
+        return [
+            (await attempt_unit(engine, PROFILES["plain"], q, unit, "r", 11)).to_json()
+            for q in QUESTIONS
+        ]
 
     return asyncio.run(go())
 

@@ -10,21 +10,20 @@ from collections import Counter
 import pytest
 from strategy_helpers import CountingEngine, question, run
 
-from ttscale.strategies.config import (
-    AdaptiveConsistencyConfig,
-    BestOfNConfig,
-    BudgetForcingConfig,
-    ESCConfig,
-    MajorityConfig,
-    OptScaleConfig,
-    RewardModelScorerConfig,
-    WeightedVoteConfig,
-)
+from ttscale.strategies.config import RewardModelScorerConfig
+from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.best_of_n import BestOfNConfig
+from ttscale.strategies.kinds.budget_forcing import BudgetForcingConfig
+from ttscale.strategies.kinds.esc import ESCConfig
+from ttscale.strategies.kinds.majority import MajorityConfig
+from ttscale.strategies.kinds.optscale import OptScaleConfig
+from ttscale.strategies.kinds.weighted_vote import WeightedVoteConfig
 from ttscale.strategies.replay import (
     PoolExhaustedError,
-    PoolSampler,
     SamplePool,
+    draw_order,
     replay,
+    replay_item,
     unbiased_majority_at_k,
 )
 
@@ -67,18 +66,16 @@ def test_replay_in_recorded_order_matches_live(config: object) -> None:
 
 def test_permutation_order_is_seeded() -> None:
     item = _pool().items[0]
-    recorded = PoolSampler(item)
-    a, b = PoolSampler(item, "permutation", seed=1), PoolSampler(item, "permutation", seed=1)
-    assert recorded.order == list(range(16))
-    assert a.order == b.order != recorded.order
-    assert sorted(a.order) == recorded.order
-    assert a.order != PoolSampler(item, "permutation", seed=2).order
-    drawn = asyncio.run(a.draw([0, 1]))
-    assert [s.completion_tokens for s in drawn] == [
-        item.samples[a.order[0]].completion_tokens,
-        item.samples[a.order[1]].completion_tokens,
-    ]
-    assert a.tokens == sum(s.completion_tokens for s in drawn)
+    recorded = draw_order(item)
+    a, b = draw_order(item, "permutation", seed=1), draw_order(item, "permutation", seed=1)
+    assert recorded == list(range(16))
+    assert a == b != recorded
+    assert sorted(a) == recorded
+    assert a != draw_order(item, "permutation", seed=2)
+    # Draw i is pool sample a[i]: majority@2 in that order spends exactly their tokens.
+    result = asyncio.run(replay_item(MajorityConfig(n=[2]), item, 2, "permutation", seed=1))
+    assert result.samples_drawn == 2
+    assert result.completion_tokens == sum(item.samples[i].completion_tokens for i in a[:2])
 
 
 def test_pool_limits_are_errors() -> None:

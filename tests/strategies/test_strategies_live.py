@@ -13,18 +13,16 @@ from strategy_helpers import CountingEngine, truncnorm_mle
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.prompts import PROFILES
-from ttscale.runner import Unit, run_unit
+from ttscale.runner import Unit, attempt_unit
 from ttscale.schemas import Question
 from ttscale.strategies import STRATEGIES
-from ttscale.strategies.config import (
-    AdaptiveConsistencyConfig,
-    BestOfNConfig,
-    BudgetForcingConfig,
-    ESCConfig,
-    OptScaleConfig,
-    RefinementConfig,
-    WeightedVoteConfig,
-)
+from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.best_of_n import BestOfNConfig
+from ttscale.strategies.kinds.budget_forcing import BudgetForcingConfig
+from ttscale.strategies.kinds.esc import ESCConfig
+from ttscale.strategies.kinds.optscale import OptScaleConfig
+from ttscale.strategies.kinds.refinement import RefinementConfig
+from ttscale.strategies.kinds.weighted_vote import WeightedVoteConfig
 
 Q = Question(id="q", question="What is 20 plus 22?", answer="42", dataset="arithmetic")
 
@@ -33,10 +31,9 @@ def _run(
     config: Any, budget: int, accuracy: float, question: Question = Q
 ) -> tuple[dict, ScriptedEngine]:
     engine = ScriptedEngine(ScriptedEngineConfig(accuracy=accuracy))
-    record = asyncio.run(
-        run_unit(engine, PROFILES["plain"], question, Unit(config.kind, budget, config), "r", 3)
-    )
-    return record, engine
+    unit = Unit(config.kind, budget, config)
+    result = asyncio.run(attempt_unit(engine, PROFILES["plain"], question, unit, "r", 3))
+    return result.to_json(), engine
 
 
 def test_every_config_kind_is_registered() -> None:
@@ -129,9 +126,8 @@ def test_optscale_records_its_fit_and_n_star(vary: bool, n_star: int, reason: st
     # bound, F(s*) = 0 and N* = k = 4. Varied scores: the fit gives N* = 12 ≤ 32.
     engine = CountingEngine(accuracy=0.8, vary_logprobs=vary)
     config = OptScaleConfig(n=[32], k=4, s_star=0.7, q=0.1)
-    record = asyncio.run(
-        run_unit(engine, PROFILES["plain"], Q, Unit(config.kind, 32, config), "r", 3)
-    )
+    unit = Unit(config.kind, 32, config)
+    record = asyncio.run(attempt_unit(engine, PROFILES["plain"], Q, unit, "r", 3)).to_json()
     detail = record["detail"]
     assert {"mu", "sigma", "n_star", "decision"} <= set(detail)
     calls = sorted(record["calls"], key=lambda c: c["sample_index"])
@@ -162,9 +158,8 @@ def test_language_forcing_reaches_the_prompt() -> None:
     engine.generate = spy  # type: ignore[method-assign]
     question = Question(id="de", question="What is 2 plus 3?", answer="5", language="de")
     config = BudgetForcingConfig(budgets_tokens=[400], extensions=1, language_forcing="all")
-    asyncio.run(
-        run_unit(engine, PROFILES["plain"], question, Unit("budget_forcing", 400, config), "r", 0)
-    )
+    unit = Unit("budget_forcing", 400, config)
+    asyncio.run(attempt_unit(engine, PROFILES["plain"], question, unit, "r", 0))
     assert "Think and answer only in German." in seen[0]
     assert "Lass mich Schritt für Schritt nachdenken." in seen[0]
     assert any(WAIT["de"] in p for p in seen[1:])

@@ -94,6 +94,8 @@ class CurvePoint(BaseModel):
     total_completion_tokens: int
     total_prompt_tokens: int
     usd_per_item: float | None = None
+    usd_per_correct: float | None = None
+    """USD per correct answer (``usd_per_item`` / accuracy); None unpriced or at 0% accuracy."""
 
 
 def slices_from_columns(cols: Mapping[str, np.ndarray]) -> list[SliceData]:
@@ -212,6 +214,7 @@ def curve_points(
         prompt_total = float(np.nansum(data.prompt_tokens[:, c]))
         mean_completion = completion_total / n
         mean_prompt = prompt_total / n
+        usd = pricing.usd_per_item(mean_completion, mean_prompt)
         points.append(
             CurvePoint(
                 strategy=strategy,
@@ -228,7 +231,10 @@ def curve_points(
                 mean_thinking_tokens=float(np.nansum(data.thinking_tokens[:, c])) / n,
                 total_completion_tokens=int(completion_total),
                 total_prompt_tokens=int(prompt_total),
-                usd_per_item=pricing.usd_per_item(mean_completion, mean_prompt),
+                usd_per_item=usd,
+                usd_per_correct=usd * n / float(correct[c])
+                if usd is not None and correct[c]
+                else None,
             )
         )
     return points

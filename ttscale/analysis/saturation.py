@@ -1,7 +1,8 @@
 """TTSPM saturation fits: F(x) = F_max·(1 − (1 − p)^x) on binomial counts per budget.
 
-x is the budget in the strategy's unit: samples for parallel strategies, rounds for refinement,
-1k thinking tokens for budget forcing (so p and ε read "per 1k tokens" there).
+x is the budget in the strategy's unit, as its module registers it (``strategies.registry``):
+samples for parallel strategies, rounds for refinement, 1k thinking tokens for budget forcing
+(so p and ε read "per 1k tokens" there).
 """
 
 from __future__ import annotations
@@ -14,14 +15,8 @@ from pydantic import BaseModel, ConfigDict
 from scipy.optimize import minimize
 
 from ttscale.saturation_math import marginal_gain, saturation_point
+from ttscale.strategies import registry
 
-PARALLEL_KINDS = frozenset(
-    {"majority", "best_of_n", "weighted_vote", "adaptive_consistency", "esc", "optscale"}
-)
-SEQUENTIAL_UNITS: dict[str, tuple[float, str]] = {
-    "budget_forcing": (1000.0, "1k thinking tokens"),
-    "refinement": (1.0, "rounds"),
-}
 _GRID = 80
 
 __all__ = [
@@ -55,10 +50,8 @@ class SaturationFit(BaseModel):
 
 def strategy_unit(strategy: str) -> tuple[Literal["parallel", "sequential"], float, str]:
     """(kind, budget units per x, unit name) of a strategy; unknown strategies count samples."""
-    if strategy in SEQUENTIAL_UNITS:
-        scale, unit = SEQUENTIAL_UNITS[strategy]
-        return "sequential", scale, unit
-    return "parallel", 1.0, "samples"
+    unit = registry.budget_unit(strategy) or registry.SAMPLES
+    return ("parallel" if unit.parallel else "sequential"), unit.scale, unit.name
 
 
 def _log_likelihood(

@@ -1,4 +1,4 @@
-"""Synthetic ledgers with planted truths, for tests and benchmarks (never for reported figures).
+"""Synthetic runs with planted truths, for tests and benchmarks (never for reported figures).
 
 Each item has a latent "solvable" flag (probability F_max) and a time to first success: the
 number of samples until one is right (geometric, parallel strategies) or the thinking length it
@@ -6,18 +6,18 @@ needs (exponential in kilotokens, budget forcing). An item is right at budget N 
 solvable and its time to success is ≤ N, so accuracy follows F(N) = F_max·(1 − (1 − p)^N)
 exactly in expectation, and outcomes are paired and nested across budgets as in a real run.
 A planted decline turns right answers wrong beyond a budget, at ``decline_rate`` per step.
+
+This module draws the outcomes as numpy columns only; ``tests/synthetic_ledger.py`` writes them
+into a ledger.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-import duckdb
 import numpy as np
 
 from ttscale.analysis.saturation import strategy_unit
-from ttscale.ledger.migrations import MIGRATIONS
 
 
 @dataclass(frozen=True)
@@ -164,101 +164,3 @@ def synthetic_tables(
                 calls["answer_tokens"].append(answer)
                 calls["thinking_tokens"].append(completion - answer)
     return _columns(items), _columns(calls), _columns(decisions)
-
-
-def create_ledger(con: duckdb.DuckDBPyConnection) -> None:
-    """Apply every migration to an empty database (what the ledger does on open)."""
-    for migration in MIGRATIONS:
-        con.execute(migration.sql)
-
-
-def insert_run(con: duckdb.DuckDBPyConnection, spec: SyntheticLedgerSpec) -> None:
-    """The ``runs`` row and the ``items`` rows of a synthetic run."""
-    con.execute(
-        "INSERT INTO runs (run_id, created_at, fingerprint, engine, engine_kind, seed, "
-        "request_json, versions_json, prompts_json, status) VALUES (?, now()::TIMESTAMP, "
-        "'synthetic', 'synthetic:planted', 'scripted', ?, ?, ?, ?, 'completed')",
-        [
-            spec.run_id,
-            spec.seed,
-            json.dumps({"strategies": [c.strategy for c in spec.curves]}),
-            json.dumps({"ttscale": "synthetic"}),
-            json.dumps({"template": spec.question_template}),
-        ],
-    )
-    questions = [spec.question_template.format(index=i) for i in range(spec.items_per_slice)]
-    con.execute(
-        "INSERT INTO items "
-        "SELECT $run_id, 'item-' || lpad(i::VARCHAR, 8, '0'), "
-        "       ($datasets::VARCHAR[])[i // $n + 1], ($languages::VARCHAR[])[i // $n + 1], "
-        "       ($questions::VARCHAR[])[i % $n + 1], (i % $n)::VARCHAR, NULL "
-        "FROM range($total) s(i)",
-        {
-            "run_id": spec.run_id,
-            "datasets": [d for d, _ in spec.slices],
-            "languages": [lang for _, lang in spec.slices],
-            "questions": questions,
-            "n": spec.items_per_slice,
-            "total": len(spec.slices) * spec.items_per_slice,
-        },
-    )
-
-
-CALLS_SELECT = """
-SELECT ? AS run_id, 'item-' || lpad(item_index::VARCHAR, 8, '0') AS item_id,
-       (?::VARCHAR[])[strategy_index + 1] AS strategy, budget::INTEGER AS budget,
-       sample_index::INTEGER AS sample_index, call_index::INTEGER AS call_index,
-       ['sample', 'thinking', 'answer'][phase_code + 1] AS phase,
-       ?::INTEGER AS prompt_tokens, completion_tokens::INTEGER AS completion_tokens,
-       thinking_tokens::INTEGER AS thinking_tokens, answer_tokens::INTEGER AS answer_tokens,
-       'stop' AS finish_reason, NULL::VARCHAR AS stop_reason,
-       completion_tokens / 1000.0 AS latency_s, true AS used, NULL::BIGINT AS seed,
-       NULL::DOUBLE AS cumulative_logprob, NULL::DOUBLE AS score,
-       NULL::VARCHAR AS extracted_answer, NULL::VARCHAR AS completion_text
-FROM {source}
-"""
-
-
-def insert_decisions(
-    con: duckdb.DuckDBPyConnection, spec: SyntheticLedgerSpec, decisions: dict[str, np.ndarray]
-) -> None:
-    """``item_decisions`` rows (final answer: the gold when right, gold + 1 when wrong)."""
-    con.register("synthetic_decisions", decisions)
-    try:
-        con.execute(
-            "INSERT INTO item_decisions "
-            "SELECT ?, 'item-' || lpad(item_index::VARCHAR, 8, '0'), "
-            "       (?::VARCHAR[])[strategy_index + 1], budget, "
-            "       ((item_index % ?) + CASE WHEN correct THEN 0 ELSE 1 END)::VARCHAR, correct, "
-            "       'budget_reached', samples_used, calls, calls * ?, completion_tokens, "
-            "       thinking_tokens, answer_tokens, NULL, NULL, NULL "
-            "FROM synthetic_decisions",
-            [
-                spec.run_id,
-                [c.strategy for c in spec.curves],
-                spec.items_per_slice,
-                spec.prompt_tokens,
-            ],
-        )
-    finally:
-        con.unregister("synthetic_decisions")
-
-
-def write_synthetic_ledger(con: duckdb.DuckDBPyConnection, spec: SyntheticLedgerSpec) -> None:
-    """Migrate ``con`` if needed and write the whole synthetic run into it."""
-    (has_runs,) = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'"
-    ).fetchone() or (0,)
-    if not has_runs:
-        create_ledger(con)
-    _, calls, decisions = synthetic_tables(spec)
-    insert_run(con, spec)
-    con.register("synthetic_calls", calls)
-    try:
-        con.execute(
-            "INSERT INTO generation_calls " + CALLS_SELECT.format(source="synthetic_calls"),
-            [spec.run_id, [c.strategy for c in spec.curves], spec.prompt_tokens],
-        )
-    finally:
-        con.unregister("synthetic_calls")
-    insert_decisions(con, spec, decisions)

@@ -16,6 +16,15 @@ from ttscale.cli.app import (
     print_rows,
     runs_app,
 )
+from ttscale.cli.report_flags import (
+    GpuHour,
+    Lambda,
+    MinItems,
+    PriceIn,
+    PriceOut,
+    Tau,
+    report_options,
+)
 
 
 @app.command()
@@ -52,28 +61,40 @@ def report(
         str | None,
         typer.Option(help="Output root (default: the run's own output_uri)."),
     ] = None,
+    price_in: PriceIn = None,
+    price_out: PriceOut = None,
+    gpu_hour: GpuHour = None,
+    tau: Tau = None,
+    lambda_: Lambda = None,
+    min_items: MinItems = None,
 ) -> None:
     """Regenerate a run's report from the ledger, where a batch writes it.
 
-    The report goes to OUT/runs/RUN_ID/report/report.{json,md,html}, the same layout a batch uses.
+    The report goes to OUT/runs/RUN_ID/report/report.{json,md,html}, the same layout a batch uses,
+    with the run's policy.json beside it. Prices, τ and λ stored with the run are used unless a
+    flag overrides them.
 
     Example:
 
       ttscale report run-1a2b3c4d5e6f --out s3://bucket/ttscale
     """
-    from ttscale.batch import report_prefix, run_prefix
     from ttscale.ledger import Ledger
-    from ttscale.ledger.lake import retry_lake
-    from ttscale.reports.build import build_report
+    from ttscale.ledger.report_data import (
+        build_report_from_ledger,
+        report_settings,
+        stored_report_options,
+    )
     from ttscale.reports.publish import publish_report
+    from ttscale.service import RunLayout
     from ttscale.storage import open_store
 
+    flags = report_options(price_in, price_out, gpu_hour, tau, lambda_, min_items)
     with Ledger(ledger, read_only=True) as led:
-        # Only reads: retried whole while a SQLite catalog is busy with writers.
-        built = retry_lake(build_report)(led.con, run_id)
+        settings_ = report_settings(stored_report_options(led.con, run_id), flags)
+        built = build_report_from_ledger(led.con, run_id, settings_)
     root = out or built.run.request.get("output_uri") or "file://ttscale-out"
     store, prefix = open_store(root)
-    target = report_prefix(run_prefix(prefix, run_id))
+    target = RunLayout.of(prefix, run_id).report
     for kind, uri in publish_report(built, store, target).items():
         typer.echo(f"report ({kind}): {uri}")
 

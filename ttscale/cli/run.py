@@ -1,8 +1,10 @@
-"""`ttscale run`: build a BatchRequest from flags and files, check it, run it, print the results."""
+"""`ttscale run`: build a BatchRequest from flags and files, check it, run it, print the results.
+
+The run goes through ``ttscale.service.run_batch`` in this process: no Prefect.
+"""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,8 +12,18 @@ from typing import Annotated, Any
 import typer
 
 from ttscale.cli.app import LEDGER_HELP, app, fail, guarded, int_list, settings
+from ttscale.cli.report_flags import (
+    GpuHour,
+    Lambda,
+    MinItems,
+    PriceIn,
+    PriceOut,
+    Tau,
+    report_options,
+)
 from ttscale.cli.specs import parse_key_values, parse_strategy
-from ttscale.cli.terminal import log_path_for, terminal_output
+from ttscale.cli.terminal import service_logs, terminal_output
+from ttscale.strategies.kinds import names as kind_names
 
 
 def build_request(
@@ -21,11 +33,13 @@ def build_request(
     budgets: list[int] | None = None,
     strategies: list[str] | None = None,
     engine: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> Any:
     """A BatchRequest from an optional YAML/JSON file, with command-line flags on top.
 
     ``--strategy`` specs, ``--majority`` and ``--budgets`` together replace the file's strategies.
-    ``engine`` keys are merged into the file's engine settings (a new ``kind`` starts afresh).
+    ``engine`` keys are merged into the file's engine settings (a new ``kind`` starts afresh);
+    ``report`` keys (prices, τ, λ) into the file's report settings.
     """
     import yaml
 
@@ -54,15 +68,16 @@ def build_request(
         if "kind" in engine and engine["kind"] != current.get("kind", "vllm"):
             current = {}
         data["engine"] = current | engine
+    if report:
+        data["report"] = (data.get("report") or {}) | report
     return BatchRequest.model_validate(data)
 
 
-def run_with_progress(request: Any, total_units: int) -> dict[str, Any]:
-    """Run the flow in this process with a progress bar (units, tokens, tokens/s)."""
+def run_with_progress(ctx: Any, loaded: Any, total_units: int) -> dict[str, Any]:
+    """Run the batch in this process with a progress bar (units, tokens, tokens/s)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows.batch import ttscale_batch
-    from ttscale.progress import add_listener, remove_listener
+    from ttscale.service import run_batch
 
     started = time.monotonic()
     tokens = 0
@@ -82,11 +97,7 @@ def run_with_progress(request: Any, total_units: int) -> dict[str, Any]:
             rate = tokens / max(time.monotonic() - started, 1e-6)
             bar.update(task_id, advance=units, tokens=tokens, rate=rate)
 
-        add_listener(on_progress)
-        try:
-            return ttscale_batch(request)
-        finally:
-            remove_listener(on_progress)
+        return run_batch(ctx, loaded, progress=on_progress)
 
 
 SMALL_SLICE_ITEMS = 10
@@ -140,18 +151,16 @@ def print_results(result: dict[str, Any]) -> None:
 def execute(request: Any) -> dict[str, Any]:
     """Check the request, then run it with logs in a file (or on the terminal with --verbose)."""
     from ttscale.preflight import preflight
-    from ttscale.runner import expand_units
+    from ttscale.service import resolve_run
 
     loaded = preflight(request)
+    ctx = resolve_run(request)
     items = len(loaded.questions[: request.max_items] if request.max_items else loaded.questions)
-    total_units = items * len(expand_units(request.strategies.configs()))
-    log_path = log_path_for(request)
-    # Prefect's ephemeral API server can take 20-40 s to start on a busy 2-core machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    # The log keeps fds 1 and 2 to the end of the process: vLLM and Prefect log their shutdown
-    # at exit. Errors and results still reach the terminal through ``settings``.
-    with terminal_output(None if settings.verbose else log_path, restore=False):
-        result = run_with_progress(request, total_units)
+    log_path = ctx.log_path()
+    # The log keeps fds 1 and 2 to the end of the process: vLLM logs its shutdown at exit.
+    # Errors and results still reach the terminal through ``settings``.
+    with terminal_output(None if settings.verbose else log_path, restore=False), service_logs():
+        result = run_with_progress(ctx, loaded, items * len(ctx.units))
     if not settings.verbose:
         result["log"] = str(log_path)
     return result
@@ -159,8 +168,7 @@ def execute(request: Any) -> dict[str, Any]:
 
 STRATEGY_HELP = (
     "A strategy as KIND:key=value,... (repeatable), e.g. majority:n=1,2,4,8 or "
-    "adaptive_consistency:n_max=16,threshold=0.95. Kinds: majority, budget_forcing, best_of_n, "
-    "weighted_vote, adaptive_consistency, esc, optscale, refinement."
+    "adaptive_consistency:n_max=16,threshold=0.95. Kinds: " + ", ".join(kind_names()) + "."
 )
 
 
@@ -212,6 +220,12 @@ def run(
     run_id: Annotated[
         str | None, typer.Option(help="Run id (default: derived from the request).")
     ] = None,
+    price_in: PriceIn = None,
+    price_out: PriceOut = None,
+    gpu_hour: GpuHour = None,
+    tau: Tau = None,
+    lambda_: Lambda = None,
+    min_items: MinItems = None,
 ) -> None:
     """Run a batch now, in this process, and print its results table and where its outputs are.
 
@@ -224,14 +238,17 @@ def run(
       ttscale run --config batch.yaml --model Qwen/Qwen2.5-Math-7B-Instruct --engine-arg dtype=bfloat16
 
       ttscale run --input q.jsonl --engine openai --base-url http://vllm:8000/v1 --model served-name
+
+      ttscale run --input q.jsonl --majority 1,4 --price-in 0.2 --price-out 0.6 --tau 0.5
     """
     overrides: dict[str, Any] = {
         "input_uri": input_uri, "output_uri": output_uri, "ledger_path": ledger, "seed": seed,
         "shard_size": shard_size, "max_items": limit, "run_id": run_id,
     }  # fmt: skip
     engine_settings = _engine_settings(engine, model, revision, base_url, engine_arg or [])
+    pricing = report_options(price_in, price_out, gpu_hour, tau, lambda_, min_items)
     request = build_request(
-        config, overrides, int_list(majority), int_list(budgets), strategy, engine_settings
+        config, overrides, int_list(majority), int_list(budgets), strategy, engine_settings, pricing
     )
     result = execute(request)
     print_results(result)

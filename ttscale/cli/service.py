@@ -58,11 +58,24 @@ def _require_api_url() -> None:
 
 @guarded
 def _serve(config: Path | None, cron: str, gpu_slots: str, limit: int | None) -> None:
-    from flows.deployments import serve_local
-    from ttscale.demo import demo_request
+    """Check the nightly request here, then become ``python -m flows.deployments``.
+
+    The command does not import the Prefect flows (they sit above it, on the service): it
+    replaces this process with their module, so a signal meant for ``ttscale serve`` (Ctrl-C, a
+    supervisor's SIGTERM) reaches the serving process itself.
+    """
+    import os
+
+    from ttscale.cli.demo import demo_request
 
     nightly = build_request(config, {}, None, None) if config else demo_request()
-    serve_local(nightly, cron=cron, gpu_slots=gpu_slots or None, limit=limit)
+    command = [sys.executable, "-m", "flows.deployments", "--nightly", nightly.model_dump_json()]
+    command += ["--cron", cron, "--gpu-slots", gpu_slots]
+    if limit is not None:
+        command += ["--limit", str(limit)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
 
 
 @app.command()

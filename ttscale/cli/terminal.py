@@ -7,25 +7,34 @@ processes write; ttscale's own progress and results go to a copy of the real ter
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import urlparse
+from typing import TextIO
 
 from ttscale.cli.app import settings
 
 
-def log_path_for(request: Any) -> Path:
-    """``<output>/runs/<run_id>/run.log`` for local outputs; ``$TTSCALE_HOME/logs/`` otherwise."""
-    from ttscale.model_prep import ttscale_home
-    from ttscale.storage import local_path
+@contextlib.contextmanager
+def service_logs() -> Iterator[None]:
+    """Send the service's log records (``ttscale.*``, INFO and up) to stderr while the block runs.
 
-    run_id = request.resolved_run_id()
-    if urlparse(request.output_uri).scheme in ("", "file"):
-        return local_path(request.output_uri).expanduser() / "runs" / run_id / "run.log"
-    return ttscale_home() / "logs" / f"{run_id}.log"
+    Under ``terminal_output`` stderr is the run's log file, so the log tells what the run did.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("ttscale")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        handler.flush()
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _has_fds() -> bool:

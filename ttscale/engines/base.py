@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -66,15 +67,15 @@ class Engine(Protocol):
         """
         ...
 
-    def encode(self, text: str) -> list[int]:
+    async def aencode(self, text: str) -> list[int]:
         """Token ids of ``text`` with no special tokens added."""
         ...
 
-    def decode(self, token_ids: Sequence[int]) -> str:
+    async def adecode(self, token_ids: Sequence[int]) -> str:
         """Text of ``token_ids``."""
         ...
 
-    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+    async def achat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of a chat ending in an open assistant turn (the model's chat template)."""
         ...
 
@@ -85,3 +86,36 @@ class Engine(Protocol):
     async def close(self) -> None:
         """Release the engine's resources."""
         ...
+
+
+class LocalTokenizer(ABC):
+    """The ``Engine`` protocol's tokenizer coroutines over an engine's in-process tokenizer.
+
+    A local tokenizer answers in microseconds, so the coroutines call it directly on the event
+    loop; a thread would buy nothing, and Hugging Face fast tokenizers used from two threads
+    at once fail with "Already borrowed".
+    """
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` with no special tokens added."""
+
+    @abstractmethod
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of ``token_ids``."""
+
+    @abstractmethod
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of a chat ending in an open assistant turn."""
+
+    async def aencode(self, text: str) -> list[int]:
+        """``encode``, as the ``Engine`` protocol asks for it."""
+        return self.encode(text)
+
+    async def adecode(self, token_ids: Sequence[int]) -> str:
+        """``decode``, as the ``Engine`` protocol asks for it."""
+        return self.decode(token_ids)
+
+    async def achat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """``chat_prompt``, as the ``Engine`` protocol asks for it."""
+        return self.chat_prompt(messages)

@@ -1,8 +1,13 @@
 """An ``Engine`` over an OpenAI-compatible ``vllm serve`` endpoint, called with token-id prompts.
 
 Prompts go to ``/v1/completions`` as lists of token ids and the generated ids come back
-exactly (``return_token_ids``), so continuation needs no re-tokenization. Nothing is retried
-here: every failure is an ``EngineRequestError`` and the caller decides.
+exactly (``return_token_ids``), so continuation needs no re-tokenization.
+
+Failures follow ``ttscale.retry``: 429, 5xx and transport failures raise ``EngineRequestError``
+(``EngineUnreachableError`` when nothing answered), any other 4xx ``EngineRejectedError``, which
+no one retries. Generation is not retried here: the strategy context retries it (policy
+"engine"), and retrying here too would multiply the attempts. The tokenizer endpoints have no
+caller that retries, so they are retried here with the same policy.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +30,14 @@ from ttscale.errors import (
     EngineRequestError,
     EngineUnreachableError,
 )
+from ttscale.retry import async_retrying, is_retryable_status, retrying
 
 _FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
 _TOKEN_ID_PREFIX = "token_id:"
 _MAX_MESSAGE_CHARS = 500
+_TOKEN_CACHE_SIZE = 4096
+_TOKENIZER_CONNECTIONS = 4
+"""Connections beyond ``max_concurrency``, so tokenizer calls never queue behind generations."""
 
 
 @dataclass
@@ -47,7 +55,9 @@ class OpenAICompatibleEngine:
     ``tokenizer_path`` (the model's folder, or one with its tokenizer files) makes
     ``encode``/``decode`` local;
     without it they call the server's ``/tokenize`` and ``/detokenize``. ``chat_prompt``
-    always asks the server, so the served chat template is the one used.
+    always asks the server, so the served chat template is the one used. ``aencode``/``adecode``/
+    ``achat_prompt`` (the ``Engine`` protocol's) do not block the event loop; the blocking
+    ``encode``/``decode``/``chat_prompt`` are for synchronous callers such as scripts.
     """
 
     def __init__(
@@ -68,10 +78,10 @@ class OpenAICompatibleEngine:
         self._sync_transport = sync_transport
         self._loop_client: _LoopClient | None = None
         self._sync_client: httpx.Client | None = None
-        self._local_tokenizer = _load_tokenizer(tokenizer_path) if tokenizer_path else None
+        self._local_tokenizer: Any = _load_tokenizer(tokenizer_path) if tokenizer_path else None
         self._server_version: str | None = None
         # Strategies encode the same cues (" Wait", "Final Answer:") over and over.
-        self._tokenize_cached = lru_cache(maxsize=4096)(self._tokenize)
+        self._token_cache: dict[str, tuple[int, ...]] = {}
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -151,28 +161,63 @@ class OpenAICompatibleEngine:
         """Token ids of ``text`` with no special tokens added."""
         if self._local_tokenizer is not None:
             return [int(t) for t in self._local_tokenizer.encode(text, add_special_tokens=False)]
-        return list(self._tokenize_cached(text))
+        if text not in self._token_cache:
+            body = self._call_sync("/tokenize", self._tokenize_payload(text))
+            self._remember(text, body)
+        return list(self._token_cache[text])
+
+    async def aencode(self, text: str) -> list[int]:
+        """``encode`` without blocking the event loop."""
+        if self._local_tokenizer is not None or text in self._token_cache:
+            return self.encode(text)
+        self._remember(text, await self._call("/tokenize", self._tokenize_payload(text)))
+        return list(self._token_cache[text])
 
     def decode(self, token_ids: Sequence[int]) -> str:
         """Text of ``token_ids``."""
-        ids = [int(token) for token in token_ids]
         if self._local_tokenizer is not None:
-            return str(self._local_tokenizer.decode(ids, skip_special_tokens=True))
-        body = self._post_sync("/detokenize", {"model": self.config.model, "tokens": ids})
+            return self._decode_local(token_ids)
+        return str(self._call_sync("/detokenize", self._detokenize_payload(token_ids))["prompt"])
+
+    async def adecode(self, token_ids: Sequence[int]) -> str:
+        """``decode`` without blocking the event loop."""
+        if self._local_tokenizer is not None:
+            return self._decode_local(token_ids)
+        body = await self._call("/detokenize", self._detokenize_payload(token_ids))
         return str(body["prompt"])
 
     def chat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Token ids of a chat ending in an open assistant turn (the server's chat template)."""
-        payload = {
+        body = self._call_sync("/tokenize", self._chat_payload(messages))
+        return [int(token) for token in body["tokens"]]
+
+    async def achat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """``chat_prompt`` without blocking the event loop."""
+        body = await self._call("/tokenize", self._chat_payload(messages))
+        return [int(token) for token in body["tokens"]]
+
+    def _decode_local(self, token_ids: Sequence[int]) -> str:
+        ids = [int(token) for token in token_ids]
+        return str(self._local_tokenizer.decode(ids, skip_special_tokens=True))
+
+    def _tokenize_payload(self, text: str) -> dict[str, Any]:
+        return {"model": self.config.model, "prompt": text, "add_special_tokens": False}
+
+    def _detokenize_payload(self, token_ids: Sequence[int]) -> dict[str, Any]:
+        return {"model": self.config.model, "tokens": [int(token) for token in token_ids]}
+
+    def _chat_payload(self, messages: Sequence[dict[str, str]]) -> dict[str, Any]:
+        return {
             "model": self.config.model,
             "messages": [dict(message) for message in messages],
             "add_generation_prompt": True,
         }
-        return [int(token) for token in self._post_sync("/tokenize", payload)["tokens"]]
 
-    def _tokenize(self, text: str) -> tuple[int, ...]:
-        payload = {"model": self.config.model, "prompt": text, "add_special_tokens": False}
-        return tuple(int(token) for token in self._post_sync("/tokenize", payload)["tokens"])
+    def _remember(self, text: str, body: Any) -> None:
+        if len(self._token_cache) >= _TOKEN_CACHE_SIZE:
+            # Oldest first (dicts keep insertion order): the cues strategies repeat come back.
+            del self._token_cache[next(iter(self._token_cache))]
+        self._token_cache[text] = tuple(int(token) for token in body["tokens"])
 
     # -- reporting and lifetime ---------------------------------------------------------------
 
@@ -211,10 +256,15 @@ class OpenAICompatibleEngine:
         loop = asyncio.get_running_loop()
         if self._loop_client is None or self._loop_client.loop is not loop:
             limit = self.config.max_concurrency
+            # The semaphore caps generations at ``limit``; the spare connections serve tokenizer
+            # calls while every generation slot is busy.
+            connections = limit + _TOKENIZER_CONNECTIONS
             client = httpx.AsyncClient(
                 headers=self._headers(),
                 timeout=self.config.timeout_s,
-                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                limits=httpx.Limits(
+                    max_connections=connections, max_keepalive_connections=connections
+                ),
                 transport=self._transport,
             )
             self._loop_client = _LoopClient(loop, client, asyncio.Semaphore(limit))
@@ -236,6 +286,18 @@ class OpenAICompatibleEngine:
             raise self._transport_error(error) from error
         return self._json(response)
 
+    async def _call(self, path: str, payload: dict[str, Any]) -> Any:
+        """POST to a root endpoint (``/tokenize``…), retried with the "engine" policy."""
+        client = self._client().client
+        async for attempt in async_retrying("engine", (EngineRequestError,)):
+            with attempt:
+                return await self._post(client, f"{self._root_url}{path}", payload)
+        raise AssertionError("unreachable: the retry re-raises its last error")
+
+    def _call_sync(self, path: str, payload: dict[str, Any]) -> Any:
+        """``_call`` for synchronous callers (it blocks, waits between tries included)."""
+        return retrying("engine", (EngineRequestError,))(self._post_sync, path, payload)
+
     def _post_sync(self, path: str, payload: dict[str, Any]) -> Any:
         try:
             response = self._sync().post(f"{self._root_url}{path}", json=payload)
@@ -256,7 +318,7 @@ class OpenAICompatibleEngine:
                 f"{self._redact(_server_message(response))}"
             )
             # 429 and 5xx are transient; any other 4xx would fail the same way again.
-            if response.status_code == 429 or response.status_code >= 500:
+            if is_retryable_status(response.status_code):
                 raise EngineRequestError(message)
             raise EngineRejectedError(message)
         try:

@@ -12,18 +12,31 @@ import re
 import zlib
 from collections.abc import Sequence
 
-from ttscale.engines.base import Completion, Generation, SamplingSpec
+from ttscale.engines.base import Completion, Generation, LocalTokenizer, SamplingSpec
 from ttscale.engines.config import ScriptedEngineConfig
 
 _QUESTION = re.compile(r"What is (\d+) (plus|minus|times) (\d+)")
 _OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 
 
-class ScriptedEngine:
+SETTLED = "so it is"
+"""Script "settling": the trace's answer is settled once it has written "so it is N."."""
+_FILLER = ["so", "then", "add", "carry", "check"]
+
+
+class ScriptedEngine(LocalTokenizer):
     """Answers "What is A plus B?" questions: right with probability ``accuracy`` per sample.
 
-    Thinking is a seeded run of filler words, then "Final Answer: N". A prompt that already ends
-    in the answer cue gets just the number. Stop strings and ``max_tokens`` behave as in vLLM.
+    Script "arithmetic" (the default): thinking is a seeded run of filler words, then
+    "Final Answer: N". A prompt that already ends in the answer cue gets just the number.
+
+    Script "settling": one fixed trace per question (as greedy decoding gives), which a prompt
+    ending in a prefix of it continues: filler, "so it is N." at a seeded position, more filler,
+    then "Final Answer: N" (N right with probability ``accuracy``, seeded by the question). A
+    prompt ending in the answer cue gets N once its thinking holds "so it is N.", and no answer
+    before: the position where the answer settles is known (``settle_position``).
+
+    Stop strings and ``max_tokens`` behave as in vLLM.
     """
 
     def __init__(self, config: ScriptedEngineConfig | None = None) -> None:
@@ -53,17 +66,43 @@ class ScriptedEngine:
     async def close(self) -> None:
         return None
 
-    def _script(self, prompt: str, seed: int) -> str:
-        rng = random.Random(seed)
+    def _answer(self, prompt: str, rng: random.Random) -> int:
         match = _QUESTION.search(prompt)
         gold = _OPS[match.group(2)](int(match.group(1)), int(match.group(3))) if match else 0
-        answer = gold if rng.random() < self.config.accuracy else gold + rng.choice([-2, -1, 1, 3])
+        return gold if rng.random() < self.config.accuracy else gold + rng.choice([-2, -1, 1, 3])
+
+    def _script(self, prompt: str, seed: int) -> str:
+        if self.config.script == "settling":
+            return self._settling(prompt)
+        rng = random.Random(seed)
+        answer = self._answer(prompt, rng)
         if prompt.rstrip().endswith("Final Answer:"):
             return f" {answer}\n\n"
-        filler = " ".join(
-            rng.choice(["so", "then", "add", "carry", "check"]) for _ in range(rng.randint(3, 40))
-        )
+        filler = " ".join(rng.choice(_FILLER) for _ in range(rng.randint(3, 40)))
         return f"Let me think. {filler}.\nFinal Answer: {answer}"
+
+    def settling_trace(self, prompt: str) -> str:
+        """The "settling" script's whole trace for the question in ``prompt``."""
+        match = _QUESTION.search(prompt)
+        rng = random.Random(zlib.crc32(match.group(0).encode()) if match else 0)
+        answer = self._answer(prompt, rng)
+        before = " ".join(rng.choice(_FILLER) for _ in range(rng.randint(4, 30)))
+        after = " ".join(rng.choice(_FILLER) for _ in range(rng.randint(10, 40)))
+        return f"Let me think. {before}. {SETTLED} {answer}. {after}.\nFinal Answer: {answer}"
+
+    @staticmethod
+    def settle_position(thinking: str) -> int | None:
+        """Characters (tokens) of ``thinking`` up to the end of its settled answer, if written."""
+        found = re.search(rf"{SETTLED} -?\d+\.", thinking)
+        return found.end() if found else None
+
+    def _settling(self, prompt: str) -> str:
+        written = prompt[prompt.rfind("<|assistant|>") + len("<|assistant|>") :]
+        if prompt.rstrip().endswith("Final Answer:"):
+            settled = re.search(rf"{SETTLED} (-?\d+)\.", written)
+            return f" {settled.group(1)}\n\n" if settled else "\n\n"
+        trace = self.settling_trace(prompt)
+        return trace[len(written) :] if trace.startswith(written) else trace
 
     def _injected_failure(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> bool:
         """Whether this attempt fails: seeded by request and attempt, at most twice a request."""

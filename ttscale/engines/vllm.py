@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ttscale.engines.base import Completion, FinishReason, Generation, SamplingSpec
+from ttscale.engines.base import (
+    Completion,
+    FinishReason,
+    Generation,
+    LocalTokenizer,
+    SamplingSpec,
+)
 from ttscale.engines.config import VLLMEngineConfig
 from ttscale.errors import EngineDeadError, EngineRequestError
 
@@ -36,7 +42,7 @@ def _set_cpu_env(config: VLLMEngineConfig) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.cpu_kv_cache_gib))
 
 
-class VLLMEngine:
+class VLLMEngine(LocalTokenizer):
     """An ``Engine`` over vLLM's ``AsyncLLM``. Build it with ``await VLLMEngine.create(...)``."""
 
     def __init__(self, llm: Any, tokenizer: Any, model: str, versions: dict[str, str]) -> None:
@@ -221,35 +227,3 @@ def _completion(output: Any) -> Completion:
         cumulative_logprob=output.cumulative_logprob,
         token_logprobs=token_logprobs,
     )
-
-
-async def raw_generate_tokens(
-    engine: VLLMEngine, prompts: Sequence[Sequence[int]], specs: Sequence[SamplingSpec]
-) -> int:
-    """Completion tokens of ``prompts`` sent straight to ``AsyncLLM`` (no ttscale in the path).
-
-    The baseline of ``bench/bench_engine_overhead.py``: same engine, same sampling, none of the
-    strategy, recording or retry machinery.
-    """
-    import asyncio
-
-    from vllm import SamplingParams, TokensPrompt
-    from vllm.sampling_params import RequestOutputKind
-
-    llm = engine._llm
-    if llm is None:
-        raise EngineDeadError(f"{engine.name} is closed")
-
-    async def one(index: int, prompt: Sequence[int], spec: SamplingSpec) -> int:
-        params = _sampling_params(SamplingParams, RequestOutputKind, spec)
-        final = None
-        async for output in llm.generate(
-            TokensPrompt(prompt_token_ids=list(prompt)), params, f"raw-{engine._run_tag}-{index}"
-        ):
-            final = output
-        return sum(len(o.token_ids) for o in final.outputs) if final else 0
-
-    counts = await asyncio.gather(
-        *(one(i, p, s) for i, (p, s) in enumerate(zip(prompts, specs, strict=True)))
-    )
-    return sum(counts)

@@ -35,15 +35,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
-from tenacity import (
-    RetryCallState,
-    retry,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import RetryCallState
 
 from ttscale.errors import LedgerError
+from ttscale.retry import retrying
 
 LAKE = "lake"
 """The name the lake is attached under; every connection runs ``USE lake``."""
@@ -282,16 +277,10 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def retry_lake(fn: Callable[..., T]) -> Callable[..., T]:
-    """``fn`` retried on transient lake errors: bounded (``TTSCALE_LEDGER_RETRY_ATTEMPTS``, 12),
-    jittered exponential waits up to 2 s. ``fn`` must be idempotent as a whole."""
-    attempts = int(os.environ.get("TTSCALE_LEDGER_RETRY_ATTEMPTS", "12"))
-    return retry(
-        retry=retry_if_exception(is_transient),
-        stop=stop_after_attempt(max(1, attempts)),
-        wait=wait_random_exponential(multiplier=0.05, max=2.0),
-        before_sleep=_log_retry,
-        reraise=True,
-    )(fn)
+    """``fn`` retried on transient lake errors: the "ledger" policy of ``ttscale/retry.py``
+    (``TTSCALE_LEDGER_RETRY_ATTEMPTS``, default 12; jittered exponential waits up to 2 s).
+    ``fn`` must be idempotent as a whole."""
+    return retrying("ledger", is_transient, before_sleep=_log_retry).wraps(fn)
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -1,9 +1,11 @@
 """The ledger: a DuckLake (``lake.py``). All of the service's write SQL lives here; report SQL in
 report_queries, and the reads that hand plain data to the layers above in readers.
 
-Ingest is bulk, atomic and idempotent. ``ingest_run`` writes a run's row, items, bad input rows
-and every unit (its decision and all its calls) in one transaction, so a reader sees all of a run's
-ingest or none of it, and a failed or killed ingest leaves nothing behind to be redone. A unit
+Ingest is bulk and idempotent, and atomic per call, not per unit: one transaction covers
+everything one ingest call writes. ``ingest_run`` writes a run's row, items, bad input rows and
+every unit (its decision and all its calls) in one transaction, so a reader sees all of a run's
+ingest or none of it, and a failed or killed ingest leaves nothing behind to be redone;
+``ingest_units`` covers all the parts it is given the same way. A unit
 (run, item, strategy, budget) already in the ledger is never added again, and one written more
 than once is taken once: a successful attempt over the errored ones it superseded, else the copy
 in the part first by name (a zombie worker's duplicate). Decision token totals are summed in SQL

@@ -2,7 +2,7 @@
 
 Those layers take data and never open the ledger or run SQL; the caller reads here and passes
 the result on, e.g. ``SamplePool.from_rows(run_id, sample_pool_rows(ledger, run_id))`` or
-``slices_from_columns(item_outcome_columns(con, run_id))``.
+``build_report(read_report_data(con, run_id))``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from ttscale.errors import ConfigError
 from ttscale.ledger import report_queries as q
 from ttscale.ledger.ledger import Ledger
+from ttscale.reports.data import DeclineCandidate, ReportData
 
 # One row per call of phase 'sample': a sample-based strategy makes exactly one call per sample,
 # and the call rows are the single source of tokens.
@@ -64,3 +66,66 @@ def item_outcome_columns(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[st
     ``analysis.curves.slices_from_columns`` turns them into per-slice matrices.
     """
     return dict(con.execute(q.ITEM_OUTCOMES, [run_id]).fetchnumpy())
+
+
+def read_report_data(
+    con: duckdb.DuckDBPyConnection, run_id: str, decline_examples: int = 3
+) -> ReportData:
+    """Everything the report of ``run_id`` needs, for ``reports.build_report``.
+
+    ``decline_examples`` candidates are read per budget pair (``ReportData.decline_candidates``);
+    a report may show up to that many per finding. Raises ``ConfigError`` if the run is unknown.
+    """
+    run_row = con.execute(q.RUN_METADATA, [run_id]).fetchone()
+    if run_row is None:
+        raise ConfigError(f"run {run_id!r} is not in the ledger")
+    tokens, seconds = _one(con, q.MEASURED_THROUGHPUT, run_id)
+    calls, prompt, completion, thinking, discarded = _one(con, q.CALL_TOTALS, run_id)
+    (input_errors,) = _one(con, q.INPUT_ERROR_COUNT, run_id)
+    (errored_units,) = _one(con, q.ERRORED_UNITS, run_id)
+    candidates = []
+    if decline_examples > 0:
+        rows = con.execute(
+            q.DECLINE_CANDIDATES, {"run_id": run_id, "per_pair": decline_examples}
+        ).fetchall()
+        candidates = [DeclineCandidate(*row) for row in rows]
+    return ReportData(
+        run=dict(zip(_RUN_COLUMNS, run_row, strict=True)),
+        item_outcomes=item_outcome_columns(con, run_id),
+        summary=_rows(con, q.SUMMARY_BY_STRATEGY_BUDGET, run_id),
+        slice_summary=_rows(con, q.SUMMARY_BY_SLICE, run_id),
+        stop_reasons=[tuple(row) for row in con.execute(q.STOP_REASONS, [run_id]).fetchall()],
+        call_totals=(calls, prompt, completion, thinking, discarded),
+        measured_completion_tokens=tokens,
+        measured_latency_s=seconds,
+        input_errors=int(input_errors),
+        errored_units=int(errored_units),
+        decline_candidates=candidates,
+        decline_examples_per_pair=decline_examples,
+    )
+
+
+_RUN_COLUMNS = (
+    "run_id",
+    "created_at",
+    "fingerprint",
+    "engine",
+    "engine_kind",
+    "seed",
+    "request_json",
+    "versions_json",
+    "prompts_json",
+)
+"""The columns of ``report_queries.RUN_METADATA``, in order."""
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, run_id: str) -> tuple[Any, ...]:
+    row = con.execute(sql, [run_id]).fetchone()
+    assert row is not None, "aggregate queries always return one row"
+    return tuple(row)
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, run_id: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, [run_id])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

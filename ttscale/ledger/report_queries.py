@@ -102,16 +102,43 @@ FROM generation_calls
 WHERE run_id = ?
 """
 
-# Example items for a decline finding: right at the lower budget, wrong at the higher one.
-DECLINE_EXAMPLES = """
-SELECT i.item_id, i.question, i.gold, lo.final_answer AS lower_answer,
-       hi.final_answer AS higher_answer
-FROM item_decisions lo
-JOIN item_decisions hi
-  ON hi.run_id = lo.run_id AND hi.item_id = lo.item_id AND hi.strategy = lo.strategy
-JOIN items i ON i.run_id = lo.run_id AND i.item_id = lo.item_id
-WHERE lo.run_id = ? AND i.dataset = ? AND i.language = ? AND lo.strategy = ?
-  AND lo.budget = ? AND hi.budget = ? AND lo.correct AND NOT hi.correct
-ORDER BY i.item_id
-LIMIT ?
+# The decline-example candidates of every pair that a decline test can compare: for each
+# consecutive pair of budgets of a strategy in a slice (the budgets ITEM_OUTCOMES has, so the
+# pairs are those of the report's curves), the first items by id that are right at the lower
+# budget and wrong at the higher one. Which pairs a report shows depends on the tests, which run
+# on the read data, so the report picks from these instead of querying again.
+DECLINE_CANDIDATES = """
+WITH budgets AS (
+    SELECT DISTINCT i.dataset, i.language, d.strategy, d.budget
+    FROM item_decisions d
+    JOIN items i USING (run_id, item_id)
+    WHERE d.run_id = $run_id AND d.stop_reason <> 'error'
+), pairs AS (
+    SELECT dataset, language, strategy, budget AS lower_budget,
+           lead(budget) OVER (PARTITION BY dataset, language, strategy ORDER BY budget)
+               AS higher_budget
+    FROM budgets
+), candidates AS (
+    SELECT p.dataset, p.language, p.strategy, p.lower_budget, p.higher_budget,
+           i.item_id, i.question, i.gold, lo.final_answer AS lower_answer,
+           hi.final_answer AS higher_answer,
+           row_number() OVER (
+               PARTITION BY p.dataset, p.language, p.strategy, p.lower_budget ORDER BY i.item_id
+           ) AS rank
+    FROM pairs p
+    JOIN item_decisions lo
+      ON lo.run_id = $run_id AND lo.strategy = p.strategy AND lo.budget = p.lower_budget
+    JOIN item_decisions hi
+      ON hi.run_id = lo.run_id AND hi.item_id = lo.item_id AND hi.strategy = lo.strategy
+         AND hi.budget = p.higher_budget
+    JOIN items i
+      ON i.run_id = lo.run_id AND i.item_id = lo.item_id
+         AND i.dataset = p.dataset AND i.language = p.language
+    WHERE p.higher_budget IS NOT NULL AND lo.correct AND NOT hi.correct
+)
+SELECT dataset, language, strategy, lower_budget, higher_budget, item_id, question, gold,
+       lower_answer, higher_answer
+FROM candidates
+WHERE rank <= $per_pair
+ORDER BY dataset, language, strategy, lower_budget, item_id
 """

@@ -29,7 +29,7 @@ CALL_FIELDS = {
     "latency_s": "DOUBLE", "used": "BOOLEAN", "seed": "BIGINT", "cumulative_logprob": "DOUBLE",
     "score": "DOUBLE", "extracted_answer": "VARCHAR", "completion_text": "VARCHAR",
 }  # fmt: skip
-# The fields of a unit record (runner.run_unit) other than its calls. Unknown keys are ignored.
+# The fields of a unit record (records.UnitResult.to_json) other than its calls. Unknown keys are ignored.
 UNIT_FIELDS = {
     "run_id": "VARCHAR", "item_id": "VARCHAR", "strategy": "VARCHAR", "budget": "INTEGER",
     "final_answer": "VARCHAR", "correct": "BOOLEAN", "stop_reason": "VARCHAR",

@@ -1,8 +1,12 @@
-"""Cost–accuracy reports: build from the ledger, render to Markdown/HTML/JSON, publish."""
+"""Cost–accuracy reports: build from a run's ``ReportData``, render to Markdown/HTML/JSON, publish.
+
+The data is read by ``ttscale.ledger.readers.read_report_data``; this package runs no SQL.
+"""
 
 from __future__ import annotations
 
 from ttscale.reports.build import build_report
+from ttscale.reports.data import ReportData
 from ttscale.reports.html import render_html
 from ttscale.reports.markdown import render_markdown
 from ttscale.reports.model import Report, ReportSettings
@@ -10,6 +14,7 @@ from ttscale.reports.publish import publish_report
 
 __all__ = [
     "Report",
+    "ReportData",
     "ReportSettings",
     "build_report",
     "publish_report",

@@ -1,4 +1,8 @@
-"""Build a ``Report`` of one run from the ledger: SQL aggregates first, numpy for resampling."""
+"""Build a ``Report`` of one run from its ``ReportData``: no SQL, numpy for the resampling.
+
+The data comes from ``ttscale.ledger.readers.read_report_data``; the ledger aggregates in SQL,
+this module runs the statistics and assembles the result.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-import duckdb
 import numpy as np
 
 from ttscale.analysis.curves import (
@@ -18,6 +21,7 @@ from ttscale.analysis.curves import (
     curve_points,
     slices_from_columns,
 )
+from ttscale.analysis.evidence import evidence_verdict
 from ttscale.analysis.frontier import frontier_order, frontier_steps
 from ttscale.analysis.inverse import (
     PairwiseDecline,
@@ -34,9 +38,7 @@ from ttscale.analysis.recommend import (
     utility_choice,
 )
 from ttscale.analysis.saturation import fit_strategy
-from ttscale.errors import ConfigError
-from ttscale.ledger import report_queries as q
-from ttscale.ledger.readers import item_outcome_columns
+from ttscale.reports.data import DeclineCandidate, ReportData
 from ttscale.reports.model import (
     DeclineExample,
     InverseScalingFinding,
@@ -52,13 +54,20 @@ from ttscale.reports.model import (
 __all__ = ["ReportSettings", "build_report"]
 
 
-def build_report(
-    con: duckdb.DuckDBPyConnection, run_id: str, settings: ReportSettings | None = None
-) -> Report:
-    """The cost–accuracy report of ``run_id``; raises ``ConfigError`` if the run is unknown."""
+def build_report(data: ReportData, settings: ReportSettings | None = None) -> Report:
+    """The cost–accuracy report of the run ``data`` was read from.
+
+    Raises ``ValueError`` when ``settings`` asks for more decline examples per finding than
+    ``data`` holds candidates for (read it with at least ``settings.decline_examples``).
+    """
     settings = settings or ReportSettings()
-    run = _run_info(con, run_id)
-    throughput = _measured_throughput(con, run_id)
+    if settings.decline_examples > data.decline_examples_per_pair:
+        raise ValueError(
+            f"the report shows {settings.decline_examples} decline examples per finding, but the "
+            f"data holds {data.decline_examples_per_pair} per budget pair"
+        )
+    run = _run_info(data.run)
+    throughput = _measured_throughput(data)
     pricing = Pricing(
         price_per_million_tokens=settings.price_per_million_tokens,
         prompt_price_per_million_tokens=settings.prompt_price_per_million_tokens,
@@ -66,54 +75,49 @@ def build_report(
         throughput_tokens_per_second=settings.throughput_tokens_per_second or throughput,
     )
     lambda_per_1k = _utility_lambda(settings, pricing)
-    slices = slices_from_columns(item_outcome_columns(con, run_id))
-    built = [_slice_report(data, settings, pricing) for data in slices]
+    slices = slices_from_columns(data.item_outcomes)
+    built = [_slice_report(slice_data, settings, pricing) for slice_data in slices]
     slice_reports = [report for report, _ in built]
-    _apply_decline_tests(con, run_id, slices, slice_reports, settings)
-    for data, (report, boot) in zip(slices, built, strict=True):
-        _add_frontier_and_recommendations(data, boot, report, settings, lambda_per_1k)
-    (error_count,) = _one(con, q.INPUT_ERROR_COUNT, run_id)
-    (errored_units,) = _one(con, q.ERRORED_UNITS, run_id)
+    _apply_decline_tests(data.decline_candidates, slices, slice_reports, settings)
+    for slice_data, (report, boot) in zip(slices, built, strict=True):
+        _add_frontier_and_recommendations(slice_data, boot, report, settings, lambda_per_1k)
+    calls, prompt, completion, thinking, discarded = data.call_totals
     return Report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         run=run,
         settings=settings,
-        summary=_summary_rows(con, q.SUMMARY_BY_STRATEGY_BUDGET, run_id),
-        slice_summary=_summary_rows(con, q.SUMMARY_BY_SLICE, run_id),
+        summary=[SummaryRow.model_validate(row) for row in data.summary],
+        slice_summary=[SummaryRow.model_validate(row) for row in data.slice_summary],
         stop_reasons=[
             StopReasonCount(strategy=s, budget=b, stop_reason=r, decisions=n)
-            for s, b, r, n in con.execute(q.STOP_REASONS, [run_id]).fetchall()
+            for s, b, r, n in data.stop_reasons
         ],
-        totals=_call_totals(con, run_id),
+        totals=TokenTotals(
+            calls=calls,
+            discarded_calls=discarded,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            thinking_tokens=thinking,
+        ),
         measured_throughput_tokens_per_second=throughput,
         lambda_per_1k_tokens=lambda_per_1k,
         slices=slice_reports,
-        input_errors=int(error_count),
-        errored_units=int(errored_units),
+        input_errors=data.input_errors,
+        errored_units=data.errored_units,
     )
 
 
-def _one(con: duckdb.DuckDBPyConnection, sql: str, *params: Any) -> tuple[Any, ...]:
-    row = con.execute(sql, list(params)).fetchone()
-    assert row is not None, "aggregate queries always return one row"
-    return tuple(row)
-
-
-def _run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> RunInfo:
-    row = con.execute(q.RUN_METADATA, [run_id]).fetchone()
-    if row is None:
-        raise ConfigError(f"run {run_id!r} is not in the ledger")
-    run, created, fingerprint, engine, engine_kind, seed, request, versions, prompts = row
+def _run_info(row: dict[str, Any]) -> RunInfo:
     return RunInfo(
-        run_id=run,
-        created_at=created,
-        fingerprint=fingerprint,
-        engine=engine,
-        engine_kind=engine_kind,
-        seed=seed,
-        request=_json_object(request),
-        versions=_json_object(versions),
-        prompts=_json_object(prompts),
+        run_id=row["run_id"],
+        created_at=row["created_at"],
+        fingerprint=row["fingerprint"],
+        engine=row["engine"],
+        engine_kind=row["engine_kind"],
+        seed=row["seed"],
+        request=_json_object(row["request_json"]),
+        versions=_json_object(row["versions_json"]),
+        prompts=_json_object(row["prompts_json"]),
     )
 
 
@@ -122,28 +126,9 @@ def _json_object(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _measured_throughput(con: duckdb.DuckDBPyConnection, run_id: str) -> float | None:
-    tokens, seconds = _one(con, q.MEASURED_THROUGHPUT, run_id)
+def _measured_throughput(data: ReportData) -> float | None:
+    tokens, seconds = data.measured_completion_tokens, data.measured_latency_s
     return float(tokens) / float(seconds) if tokens and seconds else None
-
-
-def _call_totals(con: duckdb.DuckDBPyConnection, run_id: str) -> TokenTotals:
-    calls, prompt, completion, thinking, discarded = _one(con, q.CALL_TOTALS, run_id)
-    return TokenTotals(
-        calls=calls,
-        discarded_calls=discarded,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        thinking_tokens=thinking,
-    )
-
-
-def _summary_rows(con: duckdb.DuckDBPyConnection, sql: str, run_id: str) -> list[SummaryRow]:
-    cursor = con.execute(sql, [run_id])
-    names = [d[0] for d in cursor.description]
-    return [
-        SummaryRow.model_validate(dict(zip(names, row, strict=True))) for row in cursor.fetchall()
-    ]
 
 
 def _utility_lambda(settings: ReportSettings, pricing: Pricing) -> float:
@@ -217,8 +202,7 @@ def _decline_tests(
 
 
 def _apply_decline_tests(
-    con: duckdb.DuckDBPyConnection,
-    run_id: str,
+    candidates: list[DeclineCandidate],
     slices: list[SliceData],
     reports: list[SliceReport],
     settings: ReportSettings,
@@ -247,7 +231,7 @@ def _apply_decline_tests(
         trend = settle(finding.trend) if finding.trend is not None else None
         points = [p for p in report.curves if p.strategy == finding.strategy]
         cap = decline_cap([p.budget for p in points], [p.accuracy for p in points], pairwise, trend)
-        examples = _decline_examples(con, run_id, data, finding.strategy, pairwise, settings)
+        examples = _decline_examples(candidates, data, finding.strategy, pairwise, settings)
         report.inverse_scaling.append(
             finding.model_copy(
                 update={
@@ -261,32 +245,33 @@ def _apply_decline_tests(
 
 
 def _decline_examples(
-    con: duckdb.DuckDBPyConnection,
-    run_id: str,
+    candidates: list[DeclineCandidate],
     data: SliceData,
     strategy: str,
     pairwise: list[PairwiseDecline],
     settings: ReportSettings,
 ) -> list[DeclineExample]:
+    """Items of the first significant pair: right at its lower budget, wrong at its higher one."""
     significant = [t for t in pairwise if t.significant]
     if not significant or settings.decline_examples == 0:
         return []
     first = significant[0]
-    rows = con.execute(
-        q.DECLINE_EXAMPLES,
-        [
-            run_id,
-            data.dataset,
-            data.language,
-            strategy,
-            first.lower_budget,
-            first.higher_budget,
-            settings.decline_examples,
-        ],
-    ).fetchall()
+    # Candidates come ordered by item id, as the examples are shown.
+    matching = [
+        c
+        for c in candidates
+        if (c.dataset, c.language, c.strategy) == (data.dataset, data.language, strategy)
+        and (c.lower_budget, c.higher_budget) == (first.lower_budget, first.higher_budget)
+    ]
     return [
-        DeclineExample(item_id=i, question=qn, gold=g, lower_answer=lo, higher_answer=hi)
-        for i, qn, g, lo, hi in rows
+        DeclineExample(
+            item_id=c.item_id,
+            question=c.question,
+            gold=c.gold,
+            lower_answer=c.lower_answer,
+            higher_answer=c.higher_answer,
+        )
+        for c in matching[: settings.decline_examples]
     ]
 
 
@@ -309,6 +294,18 @@ def _add_frontier_and_recommendations(
     report.frontier = frontier_steps(
         data.configs, front, accuracy, cost, boot.accuracy, boot.completion_tokens
     )
+    verdict = evidence_verdict(
+        report.items,
+        data.configs,
+        accuracy,
+        boot.accuracy,
+        settings.min_items,
+        settings.min_accuracy,
+        settings.confidence,
+    )
+    if verdict is not None:
+        report.withheld, report.needed = verdict.reason, verdict.needed
+        return
 
     def by_marginal_gain(allowed: np.ndarray) -> tuple[int, bool]:
         return marginal_gain_choice(

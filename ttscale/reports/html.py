@@ -12,11 +12,13 @@ from html import escape
 import numpy as np
 
 from ttscale.analysis.saturation import strategy_unit
+from ttscale.reports.headline import headline_text, slice_headlines
 from ttscale.reports.model import Report, SliceReport
 from ttscale.reports.svg import PALETTE, Highlight, Series, line_chart, share_bars
 from ttscale.reports.tables import (
     FRONTIER_HEADER,
     SATURATION_HEADER,
+    SATURATION_NOTE,
     frontier_rows,
     pct,
     saturation_rows,
@@ -27,7 +29,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:3px 8px}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .tick,.legend{font-size:11px;fill:#444}.axis{font-size:12px;fill:#222}
-.flag{color:#b00020;font-weight:600}.ok{color:#2a7a2a}
+.flag{color:#b00020;font-weight:600}.headline{background:#f3f7fb;border-left:4px solid #1f77b4;padding:.2em 1em}.withheld{color:#8a5a00}.ok{color:#2a7a2a}
 #tip{position:absolute;display:none;background:#222;color:#fff;padding:4px 8px;border-radius:4px;
 font-size:12px;pointer-events:none;white-space:pre;max-width:420px}
 .charts{display:flex;flex-wrap:wrap;gap:12px}pre{white-space:pre-wrap;background:#f6f6f6;padding:8px}
@@ -159,7 +161,7 @@ def _budget_chart(s: SliceReport, strategy: str, color: str) -> str:
     )
 
 
-def _slice_section(index: int, s: SliceReport) -> str:
+def _slice_section(index: int, s: SliceReport, limit: float) -> str:
     strategies = sorted({p.strategy for p in s.curves})
     charts = [_cost_chart(s, strategies)]
     charts += [
@@ -172,6 +174,11 @@ def _slice_section(index: int, s: SliceReport) -> str:
         f"<h2>{_e(s.dataset)} / {_e(s.language)} <small>({s.items} items)</small></h2>",
         "<h3>Recommendations</h3>",
     ]
+    if s.withheld:
+        parts.append(
+            f'<p class="withheld"><b>No recommendation</b>: {_e(s.withheld)}. '
+            f"Needed: {_e(s.needed)}.</p>"
+        )
     for r in s.recommendations:
         notes = []
         if not r.plateau_reached:
@@ -194,7 +201,17 @@ def _slice_section(index: int, s: SliceReport) -> str:
     parts.append("<h3>Curves (95% paired bootstrap intervals)</h3>")
     parts.append(
         _table(
-            ["strategy", "budget", "items", "accuracy", "95% CI", "tok/item", "95% CI", "USD/item"],
+            [
+                "strategy",
+                "budget",
+                "items",
+                "accuracy",
+                "95% CI",
+                "tok/item",
+                "95% CI",
+                "USD/item",
+                "USD/correct",
+            ],
             [
                 [
                     _e(p.strategy),
@@ -205,6 +222,7 @@ def _slice_section(index: int, s: SliceReport) -> str:
                     f"{p.mean_completion_tokens:.1f}",
                     f"{p.completion_tokens_low:.1f}–{p.completion_tokens_high:.1f}",
                     "–" if p.usd_per_item is None else f"{p.usd_per_item:.6f}",
+                    "–" if p.usd_per_correct is None else f"{p.usd_per_correct:.6f}",
                 ]
                 for p in s.curves
             ],
@@ -220,11 +238,10 @@ def _slice_section(index: int, s: SliceReport) -> str:
         )
     if s.saturation:
         parts.append("<h3>Saturation: F(N) = F<sub>max</sub>·(1 − (1 − p)<sup>N</sup>)</h3>")
+        rows = saturation_rows(s, _e, limit)
         parts.append(
-            _table(
-                SATURATION_HEADER,
-                saturation_rows(s, _e),
-            )
+            (_table(SATURATION_HEADER, rows) if rows else "<p>No meaningful fit.</p>")
+            + f"<p>{_e(SATURATION_NOTE.format(limit=limit))}</p>"
         )
     parts.append(_inverse_section(s))
     parts.append("</section>")
@@ -338,12 +355,18 @@ def render_html(report: Report) -> str:
         "<p><strong>Scripted test engine: these numbers come from no model.</strong></p>"
         if run.scripted
         else "",
+        '<section class="headline"><h2>Headline: what to set</h2><ul>'
+        + "".join(f"<li>{_e(headline_text(h))}</li>" for h in slice_headlines(report))
+        + "</ul></section>",
         _table(["", ""], [[_e(k), _e(v)] for k, v in meta.items()]),
         f"<details><summary>versions, prompts, request</summary><pre>{_e(details)}</pre></details>",
         "<h2>Per strategy × budget (all slices)</h2>",
         summary,
         '<p><label>Slice: <select id="slice-select">' + "".join(options) + "</select></label></p>",
-        *(_slice_section(k, s) for k, s in enumerate(report.slices)),
+        *(
+            _slice_section(k, s, report.settings.extrapolation_limit)
+            for k, s in enumerate(report.slices)
+        ),
         '<div id="tip"></div>',
     ]
     return (

@@ -5,10 +5,12 @@ from __future__ import annotations
 import html
 import json
 
+from ttscale.reports.headline import headline_text, slice_headlines
 from ttscale.reports.model import InverseScalingFinding, Report, SliceReport, SummaryRow
 from ttscale.reports.tables import (
     FRONTIER_HEADER,
     SATURATION_HEADER,
+    SATURATION_NOTE,
     frontier_rows,
     pct,
     saturation_rows,
@@ -61,11 +63,20 @@ def _summary_table(rows: list[SummaryRow]) -> list[str]:
     )
 
 
-def _slice_sections(s: SliceReport) -> list[str]:
+def _slice_sections(s: SliceReport, limit: float) -> list[str]:
     lines = [f"### {md_text(s.dataset)} / {md_text(s.language)} ({s.items} items)", ""]
     lines += ["#### Curves (95% paired bootstrap intervals)", ""]
     lines += _table(
-        ["strategy", "budget", "accuracy", "95% CI", "completion tok/item", "95% CI", "USD/item"],
+        [
+            "strategy",
+            "budget",
+            "accuracy",
+            "95% CI",
+            "completion tok/item",
+            "95% CI",
+            "USD/item",
+            "USD/correct",
+        ],
         [
             [
                 md_text(p.strategy),
@@ -75,11 +86,15 @@ def _slice_sections(s: SliceReport) -> list[str]:
                 f"{p.mean_completion_tokens:.1f}",
                 f"{p.completion_tokens_low:.1f}–{p.completion_tokens_high:.1f}",
                 _money(p.usd_per_item),
+                _money(p.usd_per_correct),
             ]
             for p in s.curves
         ],
     )
     lines += ["", "#### Recommendations", ""]
+    if s.withheld:
+        lines.append(f"- **No recommendation**: {md_text(s.withheld, 400)}. ")
+        lines.append(f"  Needed: {md_text(s.needed, 400)}.")
     for r in s.recommendations:
         rule = (
             f"marginal gain < τ={r.threshold:g} pts/1k tok"
@@ -110,10 +125,9 @@ def _slice_sections(s: SliceReport) -> list[str]:
             )
     if s.saturation:
         lines += ["", "#### Saturation: F(N) = F_max·(1 − (1 − p)^N)", ""]
-        lines += _table(
-            SATURATION_HEADER,
-            saturation_rows(s, md_text),
-        )
+        rows = saturation_rows(s, md_text, limit)
+        lines += _table(SATURATION_HEADER, rows) if rows else ["No meaningful fit."]
+        lines += ["", SATURATION_NOTE.format(limit=limit)]
     lines += ["", "#### Inverse scaling", ""]
     lines += _inverse_lines(s.inverse_scaling)
     return [*lines, ""]
@@ -164,6 +178,12 @@ def render_markdown(report: Report) -> str:
             if run.scripted
             else []
         ),
+        "## Headline: what to set",
+        "",
+        *(f"- {md_text(headline_text(h), 600)}" for h in slice_headlines(report)),
+        "",
+        "## Run",
+        "",
         f"- model/engine: `{md_text(run.engine)}` ({md_text(run.engine_kind)})",
         f"- run created: {md_text(run.created_at)}; report generated: {report.generated_at}",
         f"- seed: {run.seed}; fingerprint: `{md_text(run.fingerprint)}`",
@@ -202,5 +222,5 @@ def render_markdown(report: Report) -> str:
         )
         lines += ["", "## Slices", ""]
         for s in report.slices:
-            lines += _slice_sections(s)
+            lines += _slice_sections(s, report.settings.extrapolation_limit)
     return "\n".join(lines).rstrip() + "\n"

@@ -51,6 +51,12 @@ class ReportSettings(BaseModel):
     """Coverage of the bootstrap intervals."""
     decline_examples: int = Field(default=3, ge=0)
     """Example items shown per significant decline."""
+    min_items: int = Field(default=30, ge=1)
+    """Slices with fewer items get no recommendation."""
+    min_accuracy: float = Field(default=0.05, ge=0, lt=1)
+    """Slices whose best accuracy is below this get no recommendation (near zero)."""
+    extrapolation_limit: float = Field(default=4.0, gt=1)
+    """An extrapolated N* is shown only up to this multiple of the largest budget tried."""
 
 
 class RunInfo(BaseModel):
@@ -132,6 +138,10 @@ class SliceReport(BaseModel):
     recommendations: list[Recommendation] = []
     saturation: list[SaturationFit] = []
     inverse_scaling: list[InverseScalingFinding] = []
+    withheld: str | None = None
+    """Why no recommendation is made ("not enough evidence: ..."); None when one is made."""
+    needed: str | None = None
+    """What would make a recommendation possible (items, budgets)."""
 
 
 class TokenTotals(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ttscale.analysis.saturation import SaturationFit
 from ttscale.reports.model import SliceReport
 
 Escape = Callable[[object], str]
@@ -31,8 +32,31 @@ def frontier_rows(s: SliceReport, text: Escape, at: str) -> list[list[str]]:
     ]
 
 
-def saturation_rows(s: SliceReport, text: Escape) -> list[list[str]]:
-    """One row per fitted TTSPM curve."""
+SATURATION_NOTE = (
+    "N* is shown only where the fit means something (0 < p < 1 over at least three budgets); an "
+    "N* beyond the largest budget is extrapolated, and past {limit:g}× that budget it is only "
+    "bounded."
+)
+
+
+def meaningful_fit(fit: SaturationFit) -> bool:
+    """A fit whose N* is a claim: 0 < p < 1 (p = 1 is a step at the first budget) on ≥ 3 budgets."""
+    return 0 < fit.p < 0.999 and len(fit.budgets) >= 3
+
+
+def n_star_text(fit: SaturationFit, limit: float) -> str:
+    """N*, flagged when extrapolated and bounded at ``limit`` × the largest budget tried."""
+    largest = max(fit.budgets)
+    if not fit.extrapolated:
+        return f"{fit.saturation_point:g}"
+    bound = limit * largest
+    if fit.saturation_point > bound:
+        return f"> {bound:g} (extrapolated past {limit:g}× the largest budget {largest})"
+    return f"{fit.saturation_point:g} (extrapolated beyond {largest})"
+
+
+def saturation_rows(s: SliceReport, text: Escape, limit: float) -> list[list[str]]:
+    """One row per fitted TTSPM curve whose N* is a claim (``meaningful_fit``)."""
     return [
         [
             text(f.strategy),
@@ -40,8 +64,9 @@ def saturation_rows(s: SliceReport, text: Escape) -> list[list[str]]:
             pct(f.f_max),
             f"{f.p:.4f}",
             f"{f.epsilon:g}",
-            f"{f.saturation_point:g}" + (" (extrapolated)" if f.extrapolated else ""),
+            n_star_text(f, limit),
             f"{f.deviance:.2f}",
         ]
         for f in s.saturation
+        if meaningful_fit(f)
     ]

@@ -1,23 +1,15 @@
-"""What every object store shares: the protocol, key joining, and bounded jittered retries."""
+"""What every object store shares: the protocol, key joining, and bounded jittered retries.
+
+Retries follow the "storage" policy of ``ttscale.retry`` (``TTSCALE_RETRY_ATTEMPTS`` tries,
+default 6).
+"""
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from tenacity import (
-    retry,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
-from ttscale.errors import (
-    ConfigError,
-    RecoverableError,
-    StorageError,
-    TransientStorageError,
-)
+from ttscale.errors import RecoverableError, StorageError, TransientStorageError
+from ttscale.retry import POLICIES, retrying
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,27 +19,17 @@ MAX_PRESIGN_S = 7 * 24 * 3600
 
 def retry_attempts() -> int:
     """``TTSCALE_RETRY_ATTEMPTS`` (default 6), read at each call so it can be changed at runtime."""
-    raw = os.environ.get("TTSCALE_RETRY_ATTEMPTS", "6")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"TTSCALE_RETRY_ATTEMPTS must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"TTSCALE_RETRY_ATTEMPTS must be at least 1, got {value}")
-    return value
+    return POLICIES["storage"].max_attempts()
 
 
-def _stop(retry_state: Any) -> bool:
-    return bool(stop_after_attempt(retry_attempts())(retry_state))
+def retry_transient(fn: F) -> F:
+    """``fn`` with bounded, jittered retries of recoverable errors only (the "storage" policy)."""
 
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return retrying("storage", (RecoverableError,))(fn, *args, **kwargs)
 
-retry_transient = retry(
-    retry=retry_if_exception_type(RecoverableError),
-    stop=_stop,
-    wait=wait_random_exponential(multiplier=0.05, max=2.0),
-    reraise=True,
-)
-"""Bounded, jittered retries of recoverable errors only."""
+    return wrapper  # type: ignore[return-value]
 
 
 class StorageNotFoundError(StorageError):

@@ -15,6 +15,7 @@ from ttscale.errors import (
     StorageError,
     TransientStorageError,
 )
+from ttscale.retry import is_retryable_status
 from ttscale.storage.base import (
     MAX_PRESIGN_S,
     EndpointUnreachableError,
@@ -99,7 +100,7 @@ def _s3_error(exc: Exception, what: str) -> Exception:
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+        if code in _TRANSIENT_CODES or is_retryable_status(status):
             return TransientStorageError(f"{what}: {code or status}")
         if code in {"PreconditionFailed"} or status == 412:
             return ObjectExistsError(f"object exists: {what}")

@@ -13,21 +13,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
 from ttscale.engines.base import Completion, Engine, SamplingSpec
 from ttscale.errors import EngineDeadError, EngineRequestError, EngineUnreachableError
 from ttscale.prompts import ModelProfile
+from ttscale.retry import async_retrying, policy_named
+from ttscale.strategies.scorers import Scorer, make_scorer
 
 if TYPE_CHECKING:
     from ttscale.schemas import Question
-
-ENGINE_RETRY_ATTEMPTS = 4
+    from ttscale.strategies.config import ScorerConfig
 
 
 class StopReason(StrEnum):
@@ -49,6 +43,8 @@ class StopReason(StrEnum):
     """OptScale: N* samples were drawn."""
     ANSWER_REPEATED = "answer_repeated"
     """Refinement: a revision repeated the previous answer."""
+    PROBES_AGREED = "probes_agreed"
+    """Probe-and-stop: k consecutive answer probes of the thinking gave one answer."""
     CAP = "cap"
     """An adaptive rule had not stopped when the budget ran out."""
     ERROR = "error"
@@ -62,6 +58,7 @@ class ContinueReason(StrEnum):
     NO_ANSWERS = "no_answers"
     WINDOW_DISAGREED = "window_disagreed"
     BELOW_N_STAR = "below_n_star"
+    PROBES_DISAGREED = "probes_disagreed"
 
 
 @dataclass
@@ -104,7 +101,11 @@ def derive_seed(*parts: object) -> int:
 
 
 class StrategyContext:
-    """One item × strategy × budget: the engine, prompts, and the record of every call."""
+    """One item × strategy × budget: the engine, prompts, and the record of every call.
+
+    ``scorers`` makes the scorer a config names (``scorers.make_scorer`` by default); replay
+    passes one that serves stored scores, as its engine serves stored samples.
+    """
 
     def __init__(
         self,
@@ -115,8 +116,10 @@ class StrategyContext:
         strategy: str,
         budget: int,
         run_seed: int,
+        scorers: Callable[[ScorerConfig], Scorer] = make_scorer,
     ) -> None:
         self.engine = engine
+        self.scorers = scorers
         self.profile = profile
         self.question = question
         self.strategy = strategy
@@ -130,16 +133,17 @@ class StrategyContext:
         # so fixed and adaptive strategies are compared on paired samples.
         return derive_seed(self.run_seed, self.question.id, sample_index, call_index)
 
-    def split_tokens(self, completion: Completion, phase: str) -> tuple[int, int]:
+    async def split_tokens(self, completion: Completion, phase: str) -> tuple[int, int]:
         """(thinking, answer) tokens of one completion.
 
-        Thinking/extension calls are all thinking and answer calls all answer; a free-running
-        sample is split where the end-of-thinking delimiter first appears.
+        Thinking/extension calls are all thinking; answer calls, and the answer probes branched
+        off a thinking prefix ("probe"), all answer; a free-running sample is split where the
+        end-of-thinking delimiter first appears.
         """
         n = completion.num_tokens
         if phase in ("thinking", "extension"):
             return n, 0
-        if phase == "answer":
+        if phase in ("answer", "probe"):
             return 0, n
         delimiter = self.profile.end_of_thinking
         if delimiter not in completion.text:
@@ -148,7 +152,7 @@ class StrategyContext:
         lo, hi = 1, n
         while lo < hi:
             mid = (lo + hi) // 2
-            if delimiter in self.engine.decode(completion.token_ids[:mid]):
+            if delimiter in await self.engine.adecode(completion.token_ids[:mid]):
                 hi = mid
             else:
                 lo = mid + 1
@@ -165,8 +169,8 @@ class StrategyContext:
     ) -> Completion:
         """Generate one completion (``spec.n`` must be 1) and record it.
 
-        Recoverable engine errors are retried (bounded, jittered); a failed attempt returned no
-        tokens, so nothing is recorded for it.
+        Recoverable engine errors are retried (the "engine" policy of ``ttscale.retry``); a failed
+        attempt returned no tokens, so nothing is recorded for it.
         """
         if spec.n != 1:
             raise ValueError("StrategyContext.generate draws one completion per call")
@@ -185,21 +189,17 @@ class StrategyContext:
         )
         started = time.perf_counter()
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(EngineRequestError),
-                stop=stop_after_attempt(ENGINE_RETRY_ATTEMPTS),
-                wait=wait_random_exponential(multiplier=0.05, max=2.0),
-                reraise=True,
-            ):
+            async for attempt in async_retrying("engine", (EngineRequestError,)):
                 with attempt:
                     generation = await self.engine.generate(prompt_ids, spec)
         except EngineUnreachableError as error:
             # Nobody answered through every retry: the engine is gone, not this request.
+            attempts = policy_named("engine").max_attempts()
             raise EngineDeadError(
-                f"engine unreachable after {ENGINE_RETRY_ATTEMPTS} attempts: {error}"
+                f"engine unreachable after {attempts} attempts: {error}"
             ) from error
         completion = generation.completions[0]
-        thinking, answer = self.split_tokens(completion, phase)
+        thinking, answer = await self.split_tokens(completion, phase)
         self.calls.append(
             CallRecord(
                 sample_index=sample_index,

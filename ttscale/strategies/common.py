@@ -1,29 +1,61 @@
-"""Pieces shared by strategies: the question prompt, answer extraction, voting."""
+"""Pieces shared by strategies: the question prompt, the forced answer, answer extraction, voting."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ttscale.engines.base import Completion, SamplingSpec
 from ttscale.grading import canonical_answer, extract_answer
 from ttscale.prompts import question_messages
 from ttscale.strategies.base import StrategyContext
 
 
-def question_prompt(
+async def question_prompt(
     ctx: StrategyContext, system_extra: str = "", thinking_prefix: str | None = None
 ) -> list[int]:
     """Token ids of the chat prompt for ``ctx.question``, opened with the thinking prefix."""
     messages = question_messages(ctx.profile, ctx.question.question, system_extra)
     prefix = ctx.profile.thinking_prefix if thinking_prefix is None else thinking_prefix
-    ids = ctx.engine.chat_prompt(messages)
-    return ids + ctx.engine.encode(prefix) if prefix else ids
+    ids = await ctx.engine.achat_prompt(messages)
+    return ids + await ctx.engine.aencode(prefix) if prefix else ids
 
 
 def extractor(ctx: StrategyContext) -> Callable[[str], str | None]:
     """Answer extraction under the item's dataset rules."""
     dataset = ctx.question.dataset
     return lambda text: extract_answer(text, dataset)
+
+
+async def force_answer(
+    ctx: StrategyContext,
+    thinking_prompt: Sequence[int],
+    *,
+    max_tokens: int,
+    phase: str,
+    record_answer: bool = False,
+) -> tuple[Completion, str | None]:
+    """End the thinking in ``thinking_prompt``: append the profile's delimiter and answer cue,
+    generate the answer greedily (sample 0, up to a blank line), and extract it.
+
+    Budget forcing's final answer ("answer"); probe-and-stop's probes ("probe") too, whose
+    answers are also recorded on their calls (``record_answer``).
+    """
+    cue = ctx.profile.end_of_thinking + ctx.profile.answer_cue
+    forced = await ctx.engine.aencode("\n" + cue)
+    extract = extractor(ctx)
+
+    def answer_of(text: str) -> str | None:
+        return extract(cue + text)
+
+    completion = await ctx.generate(
+        [*thinking_prompt, *forced],
+        SamplingSpec(max_tokens=max_tokens, temperature=0.0, stop=("\n\n",)),
+        sample_index=0,
+        phase=phase,
+        extract=answer_of if record_answer else None,
+    )
+    return completion, answer_of(completion.text)
 
 
 @dataclass(frozen=True)

@@ -1,30 +1,35 @@
-"""Strategy settings: frozen pydantic models, one per ``kind``, and ``StrategySet`` to pick them.
+"""What every strategy config shares: sampling settings, budgets, and the scorer configs.
 
-Each config expands into *units*, one per budget value: ``(kind, budget)``. What "budget" means
-depends on the strategy: the sample count N for parallel strategies, the thinking-token cap B for
-budget forcing, the round cap for refinement.
+Each strategy's own config lives in its module under ``strategies/kinds/``, a frozen subclass of
+``StrategyConfigBase`` (or ``SampleCountConfigBase`` when the budget is a sample count) with a
+``kind: Literal[...]`` field. Each config expands into *units*, one per budget value:
+``(kind, budget)``. What "budget" means depends on the strategy: the sample count N for parallel
+strategies, the thinking-token cap B for budget forcing, the round cap for refinement.
 
-Titles, descriptions and defaults here are what users see in the Prefect run form. Prefect 3.7's
-form renders a pydantic discriminated union as an empty raw-JSON editor and a list of unions as
-JSON editors, so the form-facing shapes are plain unions with a default (``ScorerConfig``) and one
-optional field per kind (``StrategySet``); the discriminated ``StrategyConfig`` parses list input.
+Titles, descriptions and defaults are what users see in the Prefect run form. Prefect 3.7's form
+renders a pydantic discriminated union as an empty raw-JSON editor and a list of unions as JSON
+editors, so the form-facing shapes are plain unions with a default (``ScorerConfig``) and one
+optional field per kind (``StrategySet``); the discriminated ``StrategyConfig`` (built from the
+registry) parses list input. ``StrategyConfig`` and every registered config class can still be
+imported from this module by name.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-class _StrategyBase(BaseModel):
+class StrategyConfigBase(BaseModel):
+    """Settings every strategy has: how one sample is drawn, and the budgets to run."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    if TYPE_CHECKING:
+        # Each subclass declares it as a Literal field; a field here would move it to the front
+        # of every config's field order, and so of the run form and of every dump.
+        kind: str
 
     temperature: float = Field(
         0.7, ge=0, le=2, title="Temperature", description="Sampling temperature; 0 is greedy."
@@ -55,7 +60,7 @@ class _StrategyBase(BaseModel):
         return sorted(values)
 
 
-class _SampleCountBase(_StrategyBase):
+class SampleCountConfigBase(StrategyConfigBase):
     """A strategy whose budget is a sample count: one unit per value of ``n``."""
 
     n: list[int] = Field(
@@ -71,71 +76,6 @@ class _SampleCountBase(_StrategyBase):
 
     def budgets(self) -> list[int]:
         return list(self.n)
-
-
-class MajorityConfig(_SampleCountBase):
-    """Self-consistency: N independent samples, majority vote over extracted answers.
-
-    Ties go to the answer that reached the winning count first (earliest sample).
-    """
-
-    model_config = ConfigDict(title="Majority vote")
-
-    kind: Literal["majority"] = Field("majority", title="Strategy kind")
-    n: list[int] = Field(
-        [1, 2, 4, 8],
-        title="Sample counts N",
-        description="One result per N: that many samples per question, then a majority vote.",
-    )
-
-
-class BudgetForcingConfig(_StrategyBase):
-    """s1 budget forcing: cap thinking at B tokens, then force the delimiter and the answer cue.
-
-    With ``extensions > 0``, an early end of thinking is suppressed and ``wait_text`` appended,
-    up to that many times while budget remains; thinking never exceeds B.
-    """
-
-    model_config = ConfigDict(title="Budget forcing")
-
-    kind: Literal["budget_forcing"] = Field("budget_forcing", title="Strategy kind")
-    temperature: float = Field(
-        0.0, ge=0, le=2, title="Temperature", description="0 is greedy, as in s1."
-    )
-    budgets_tokens: list[int] = Field(
-        [64, 128, 256],
-        title="Thinking budgets B (tokens)",
-        description="One result per B: thinking capped at B tokens.",
-    )
-    extensions: int = Field(
-        0,
-        ge=0,
-        le=16,
-        title="Extensions",
-        description="Times an early end of thinking is replaced with the wait text.",
-    )
-    wait_text: str = Field(
-        "Wait",
-        title="Wait text",
-        description="Appended to extend thinking (translated by language forcing).",
-    )
-    answer_max_tokens: int = Field(
-        32, ge=1, le=1024, title="Answer tokens", description="Tokens for the forced answer."
-    )
-    language_forcing: Literal["none", "wait", "prefix", "system", "all"] = Field(
-        "none",
-        title="Language forcing",
-        description="Keep thinking in the question's language: a translated 'Wait', a translated "
-        "thinking prefix, a 'think and answer only in X' system prompt, or all three.",
-    )
-
-    @field_validator("budgets_tokens")
-    @classmethod
-    def _valid_budgets(cls, v: list[int]) -> list[int]:
-        return cls._check_budgets(v)
-
-    def budgets(self) -> list[int]:
-        return list(self.budgets_tokens)
 
 
 # --- scorers --------------------------------------------------------------------------------------
@@ -196,7 +136,8 @@ ScorerConfig = MeanLogprobScorerConfig | RewardModelScorerConfig
 """Any scorer's settings, told apart by ``kind`` (a plain union: see the module docstring)."""
 
 
-def _scorer_field() -> Any:
+def scorer_field() -> Any:
+    """The ``scorer`` field of a strategy that scores its samples (mean token probability)."""
     return Field(
         MeanLogprobScorerConfig(),
         title="Scorer",
@@ -204,150 +145,22 @@ def _scorer_field() -> Any:
     )
 
 
-# --- parallel and adaptive strategies ----------------------------------------------------------------
+if TYPE_CHECKING:
+    StrategyConfig = StrategyConfigBase
+    """For type checkers: any strategy config (at runtime, the registry's discriminated union)."""
 
 
-class BestOfNConfig(_SampleCountBase):
-    """Best-of-N: N samples, the one the scorer rates highest (ties: earliest sample)."""
+def __getattr__(name: str) -> Any:
+    """``StrategyConfig`` (the union of registered configs) and each config class by its name."""
+    if name.startswith("__"):
+        # The import system probes dunders (``__path__``) while this module is still being
+        # imported by the strategies' own modules: loading the registry then would be a cycle.
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from ttscale.strategies import registry
 
-    model_config = ConfigDict(title="Best-of-N")
-
-    kind: Literal["best_of_n"] = Field("best_of_n", title="Strategy kind")
-    scorer: ScorerConfig = _scorer_field()
-
-
-class WeightedVoteConfig(_SampleCountBase):
-    """Score-weighted vote: N samples, each answer's votes weighted by its score."""
-
-    model_config = ConfigDict(title="Score-weighted vote")
-
-    kind: Literal["weighted_vote"] = Field("weighted_vote", title="Strategy kind")
-    scorer: ScorerConfig = _scorer_field()
-
-
-class AdaptiveConsistencyConfig(_SampleCountBase):
-    """Adaptive-Consistency (Aggarwal et al. 2023): sample until P(leader is the mode) ≥ threshold.
-
-    Budget = the most samples (N_max). The rule is checked after every sample in index order.
-    """
-
-    model_config = ConfigDict(title="Adaptive-Consistency")
-
-    kind: Literal["adaptive_consistency"] = Field("adaptive_consistency", title="Strategy kind")
-    threshold: float = Field(
-        0.95,
-        gt=0,
-        le=1,
-        title="Stop threshold",
-        description="Stop once P(leading answer is the mode) reaches it.",
-    )
-    rule: Literal["beta", "dirichlet", "auto"] = Field(
-        "beta",
-        title="Stopping rule",
-        description="'auto' = beta for ≤ 2 distinct answers, dirichlet for ≥ 3.",
-    )
-    round_size: int = Field(
-        2,
-        ge=1,
-        le=64,
-        title="Samples per round",
-        description="Drawn concurrently per round; smaller saves more.",
-    )
-
-
-class ESCConfig(_SampleCountBase):
-    """ESC (Li et al. 2024): sample in windows of w; stop when a whole window agrees.
-
-    Budget = the most samples; the final answer is the majority over every sample drawn.
-    """
-
-    model_config = ConfigDict(title="Early-stopping self-consistency (ESC)")
-
-    kind: Literal["esc"] = Field("esc", title="Strategy kind")
-    window: int = Field(
-        4, ge=1, le=64, title="Window size w", description="Samples drawn concurrently per window."
-    )
-
-
-class OptScaleConfig(_SampleCountBase):
-    """OptScale (arXiv 2506.22376): fit TruncNormal(μ, σ) to the first k scores, then draw N*.
-
-    N* = ⌈ln q / ln F(s*)⌉ clipped to [k, N_max]; N_max is the budget. MLE fit, or MAP when
-    both priors are given.
-    """
-
-    model_config = ConfigDict(title="OptScale")
-
-    kind: Literal["optscale"] = Field("optscale", title="Strategy kind")
-    k: int = Field(
-        4, ge=1, le=256, title="Warm-up samples k", description="Scored before N* is estimated."
-    )
-    q: float = Field(
-        0.05, gt=0, lt=1, title="Risk q", description="Accepted chance that no score exceeds s*."
-    )
-    s_star: float = Field(
-        0.8, ge=0, le=1, title="Score threshold s*", description="A score in [0, 1]."
-    )
-    scorer: ScorerConfig = _scorer_field()
-    select: Literal["best_of", "weighted_vote"] = Field(
-        "best_of", title="Selection", description="How the N* samples become one answer."
-    )
-    prior_mu: float | None = Field(
-        None, title="Prior mean of μ", description="MAP prior; give it with the prior σ."
-    )
-    prior_sigma: float | None = Field(
-        None, gt=0, title="Prior σ", description="MAP prior; give it with the prior mean."
-    )
-    prior_strength: float = Field(
-        4.0, gt=0, title="Prior strength", description="Worth of the prior, in pseudo-samples."
-    )
-
-    @model_validator(mode="after")
-    def _priors_together(self) -> OptScaleConfig:
-        if (self.prior_mu is None) != (self.prior_sigma is None):
-            raise ValueError("give both prior_mu and prior_sigma, or neither")
-        return self
-
-
-class RefinementConfig(_StrategyBase):
-    """Sequential refinement: the model re-reads its previous answer and may revise it.
-
-    Budget = the most re-think rounds after the first attempt; stops early when a round's answer
-    repeats the previous round's.
-    """
-
-    model_config = ConfigDict(title="Sequential refinement")
-
-    kind: Literal["refinement"] = Field("refinement", title="Strategy kind")
-    rounds: list[int] = Field(
-        [1, 2, 4],
-        title="Round caps",
-        description="One result per cap: at most that many revisions.",
-    )
-    instruction: str = Field(
-        "Review your previous solution step by step. If it is wrong, correct it; "
-        "otherwise keep it. End with a line 'Final Answer: <answer>'.",
-        title="Revision instruction",
-        description="The user turn that asks for a revision.",
-    )
-
-    @field_validator("rounds")
-    @classmethod
-    def _valid_rounds(cls, v: list[int]) -> list[int]:
-        return cls._check_budgets(v)
-
-    def budgets(self) -> list[int]:
-        return list(self.rounds)
-
-
-StrategyConfig = Annotated[
-    MajorityConfig
-    | BudgetForcingConfig
-    | BestOfNConfig
-    | WeightedVoteConfig
-    | AdaptiveConsistencyConfig
-    | ESCConfig
-    | OptScaleConfig
-    | RefinementConfig,
-    Field(discriminator="kind"),
-]
+    if name == "StrategyConfig":
+        return registry.strategy_config_union()
+    for entry in registry.entries():
+        if entry.config.__name__ == name:
+            return entry.config
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,10 @@
-"""Replay sample-based strategies on a stored sample pool: no engine, no new GPU time.
+"""Replay strategies on a stored sample pool: the live strategy code, served by the replay engine.
 
 A ``SamplePool`` holds, per item, the independent samples (phase "sample") of an earlier large-N
-run. ``replay`` runs the very same strategy code as a live run (``sampling.Sampler``) against a
-``PoolSampler`` that hands out pool samples in recorded order or in a seeded permutation, and
-reports tokens as the sum of the samples it consumed (drawn, including discarded ones).
+run. ``replay`` runs the registered strategy coroutine itself, through a ``StrategyContext``
+whose engine is a ``ReplayEngine`` serving that item's pool samples (in recorded order or in a
+seeded permutation) and whose scorer serves their stored scores. Tokens are the sum of the calls
+the strategy made (drawn, including discarded ones), counted as a live run counts them.
 Sequential strategies (budget forcing, refinement) condition on their own outputs and cannot be
 replayed from independent samples.
 """
@@ -13,23 +14,41 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ttscale.grading import canonical_answer, is_correct
-from ttscale.strategies.adaptive import run_adaptive_consistency, run_esc, run_optscale
-from ttscale.strategies.base import Outcome, derive_seed
-from ttscale.strategies.parallel import run_best_of_n, run_majority, run_weighted_vote
-from ttscale.strategies.sampling import Sample, Sampler
-from ttscale.strategies.scorers import mean_logprob_score
+from ttscale.engines.base import Completion
+from ttscale.engines.replay import PoolExhaustedError, ReplayEngine, StoredCompletion
+from ttscale.grading import is_correct
+from ttscale.prompts import PROFILES
+from ttscale.strategies import registry
+from ttscale.strategies.base import StrategyContext, derive_seed
+from ttscale.strategies.config import ScorerConfig, StrategyConfigBase
+from ttscale.strategies.scorers import Scorer, make_scorer
 
 if TYPE_CHECKING:
     from ttscale.schemas import Question
 
 Order = Literal["recorded", "permutation"]
+
+__all__ = [
+    "Order",
+    "PoolExhaustedError",
+    "PoolItem",
+    "PoolSample",
+    "ReplayResult",
+    "SamplePool",
+    "draw_order",
+    "replay",
+    "replay_item",
+    "unbiased_majority_at_k",
+]
+
+# Scorers that need nothing but the completion itself, so replay can run them on stored samples.
+_OFFLINE_SCORERS = frozenset({"mean_logprob"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,8 @@ class PoolItem:
     samples: tuple[PoolSample, ...]
     source: tuple[str, int] = ("", 0)
     """(strategy, budget) of the unit the samples came from."""
+    question: str = ""
+    """The question text, when the rows carry it (a stored-score scorer does not read it)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,14 @@ class SamplePool:
             )
             first = chosen[0]
             items.append(
-                PoolItem(item_id, str(first["dataset"]), str(first["gold"]), samples, unit)
+                PoolItem(
+                    item_id,
+                    str(first["dataset"]),
+                    str(first["gold"]),
+                    samples,
+                    unit,
+                    str(first.get("question") or ""),
+                )
             )
         return cls(run_id, tuple(items))
 
@@ -94,7 +122,7 @@ class SamplePool:
     def from_records(
         cls, run_id: str, records: Iterable[Mapping[str, Any]], questions: Sequence[Question]
     ) -> SamplePool:
-        """From ``runner.run_unit`` records of sample-based units."""
+        """From the JSON records (``UnitResult.to_json``) of sample-based units."""
         by_id = {q.id: q for q in questions}
         rows = [
             call
@@ -104,90 +132,13 @@ class SamplePool:
                 "budget": r["budget"],
                 "dataset": by_id[r["item_id"]].dataset,
                 "gold": by_id[r["item_id"]].answer,
+                "question": by_id[r["item_id"]].question,
             }
             for r in records
             for call in r["calls"]
             if call["phase"] == "sample" and call["call_index"] == 0
         ]
         return cls.from_rows(run_id, rows)
-
-
-class PoolExhaustedError(ValueError):
-    """The strategy asked for more samples than the pool holds for an item."""
-
-
-class PoolSampler:
-    """Hands out one item's pool samples: draw i is pool sample order[i]."""
-
-    def __init__(
-        self,
-        item: PoolItem,
-        order: Order = "recorded",
-        seed: int = 0,
-        scorer_kind: str | None = None,
-    ) -> None:
-        self.item = item
-        self.dataset = item.dataset
-        self.scorer_kind = scorer_kind
-        n = len(item.samples)
-        if order == "recorded":
-            self.order = list(range(n))
-        else:
-            rng = np.random.default_rng(derive_seed(seed, item.item_id))
-            self.order = [int(i) for i in rng.permutation(n)]
-        self.drawn: list[Sample] = []
-        self.discarded: set[int] = set()
-
-    def _score(self, sample: PoolSample) -> float | None:
-        if self.scorer_kind is None:
-            return sample.score
-        if sample.score is not None:
-            return sample.score
-        if self.scorer_kind == "mean_logprob":
-            return mean_logprob_score(sample.cumulative_logprob, sample.completion_tokens)
-        raise ValueError(f"pool has no stored {self.scorer_kind} scores for {self.item.item_id}")
-
-    async def draw(self, indices: Sequence[int]) -> list[Sample]:
-        out = []
-        for index in indices:
-            if index >= len(self.order):
-                raise PoolExhaustedError(
-                    f"item {self.item.item_id}: the strategy asked for sample {index + 1} but the "
-                    f"pool holds {len(self.order)}: replay budgets up to the pool's size"
-                )
-            stored = self.item.samples[self.order[index]]
-            sample = Sample(
-                index=index,
-                answer=stored.answer,
-                key=canonical_answer(stored.answer, self.dataset),
-                completion_tokens=stored.completion_tokens,
-                score=self._score(stored),
-                text=stored.text,
-            )
-            out.append(sample)
-            self.drawn.append(sample)
-        return out
-
-    def discard(self, index: int) -> None:
-        self.discarded.add(index)
-
-    @property
-    def tokens(self) -> int:
-        """Completion tokens of every sample drawn, kept or discarded."""
-        return sum(s.completion_tokens for s in self.drawn)
-
-
-ReplayFn = Callable[[Sampler, Any, int], Awaitable[Outcome]]
-
-REPLAYS: dict[str, ReplayFn] = {
-    "majority": lambda sampler, config, budget: run_majority(sampler, budget),
-    "best_of_n": lambda sampler, config, budget: run_best_of_n(sampler, budget),
-    "weighted_vote": lambda sampler, config, budget: run_weighted_vote(sampler, budget),
-    "adaptive_consistency": run_adaptive_consistency,
-    "esc": run_esc,
-    "optscale": run_optscale,
-}
-"""Strategies a pool can replay, by kind: the same functions the live strategies run."""
 
 
 @dataclass(frozen=True)
@@ -203,40 +154,131 @@ class ReplayResult:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+def draw_order(item: PoolItem, order: Order = "recorded", seed: int = 0) -> list[int]:
+    """Which pool sample each draw gets: draw i is pool sample ``draw_order(...)[i]``."""
+    n = len(item.samples)
+    if order == "recorded":
+        return list(range(n))
+    rng = np.random.default_rng(derive_seed(seed, item.item_id))
+    return [int(i) for i in rng.permutation(n)]
+
+
+def _engine_for(item: PoolItem, order: Order, seed: int) -> tuple[ReplayEngine, int]:
+    """A replay engine serving ``item``'s samples in ``order``, and the run seed that names them.
+
+    A strategy asks for draw i with the seed ``StrategyContext.sample_seed(i, 0)``; the first run
+    seed under which every draw's seed is distinct keys the pool (it only names draws).
+    """
+    served = draw_order(item, order, seed)
+    for run_seed in range(1000):
+        seeds = [derive_seed(run_seed, item.item_id, draw, 0) for draw in range(len(served))]
+        if len(set(seeds)) == len(seeds):
+            break
+    else:  # pragma: no cover - 1000 collisions among 31-bit hashes do not happen
+        raise ValueError(f"item {item.item_id}: no run seed names its samples apart")
+    stored = {}
+    for draw_seed, index in zip(seeds, served, strict=True):
+        sample = item.samples[index]
+        if sample.answer is not None and not sample.text:
+            raise ValueError(
+                f"item {item.item_id}: a stored sample has an answer but no completion text; "
+                "replay re-reads answers from the text, as a live run does"
+            )
+        stored[draw_seed] = StoredCompletion(
+            text=sample.text,
+            completion_tokens=sample.completion_tokens,
+            cumulative_logprob=sample.cumulative_logprob,
+            score=sample.score,
+        )
+    return ReplayEngine(stored, name=f"replay:{item.item_id}"), run_seed
+
+
+class _StoredScorer:
+    """The score stored with each served sample; without one, a scorer that needs nothing else."""
+
+    def __init__(self, engine: ReplayEngine, config: ScorerConfig, item_id: str) -> None:
+        self.name: str = config.kind
+        self.engine = engine
+        self.item_id = item_id
+        self._fallback = make_scorer(config) if config.kind in _OFFLINE_SCORERS else None
+
+    async def score(self, question: str, completion: Completion) -> float:
+        stored = self.engine.stored_score(completion)
+        if stored is not None:
+            return stored
+        if self._fallback is None:
+            raise ValueError(f"pool has no stored {self.name} scores for {self.item_id}")
+        return await self._fallback.score(question, completion)
+
+    async def aclose(self) -> None:
+        if self._fallback is not None:
+            await self._fallback.aclose()
+
+
 async def replay_item(
-    config: Any, item: PoolItem, budget: int, order: Order = "recorded", seed: int = 0
+    config: StrategyConfigBase,
+    item: PoolItem,
+    budget: int,
+    order: Order = "recorded",
+    seed: int = 0,
 ) -> ReplayResult:
-    """Run ``config``'s strategy with ``budget`` on one pool item."""
-    try:
-        replay_fn = REPLAYS[config.kind]
-    except KeyError:
+    """Run ``config``'s strategy with ``budget`` on one pool item, through the replay engine."""
+    from ttscale.schemas import Question  # schemas imports strategies: import when used
+
+    entry = registry.get(config.kind)
+    if not entry.replayable:
+        replayable = [e.kind for e in registry.entries() if e.replayable]
         raise ValueError(
-            f"strategy {config.kind!r} cannot be replayed; known: {sorted(REPLAYS)}"
-        ) from None
-    scorer = getattr(config, "scorer", None)
-    sampler = PoolSampler(item, order, seed, scorer.kind if scorer is not None else None)
-    outcome = await replay_fn(sampler, config, budget)
+            f"strategy {config.kind!r} cannot be replayed from independent samples; "
+            f"known: {replayable}"
+        )
+    engine, run_seed = _engine_for(item, order, seed)
+
+    def scorers(scorer: ScorerConfig) -> Scorer:
+        return _StoredScorer(engine, scorer, item.item_id)
+
+    question = Question(
+        id=item.item_id,
+        question=item.question or f"(stored item {item.item_id})",
+        answer=item.gold,
+        dataset=item.dataset,
+    )
+    ctx = StrategyContext(
+        engine=engine,
+        # The profile shapes prompts and the thinking split, which a pool does not store.
+        profile=PROFILES["plain"],
+        question=question,
+        strategy=config.kind,
+        budget=budget,
+        run_seed=run_seed,
+        scorers=scorers,
+    )
+    outcome = await entry.run(ctx, config)
     return ReplayResult(
         item_id=item.item_id,
         final_answer=outcome.final_answer,
         correct=is_correct(outcome.final_answer, item.gold, item.dataset),
         stop_reason=str(outcome.stop_reason),
         samples_used=outcome.samples_used,
-        samples_drawn=len(sampler.drawn),
-        completion_tokens=sampler.tokens,
+        samples_drawn=len({c.sample_index for c in ctx.calls}),
+        completion_tokens=sum(c.completion_tokens for c in ctx.calls),
         detail=outcome.detail,
     )
 
 
 def replay(
-    config: Any, pool: SamplePool, budget: int, order: Order = "recorded", seed: int = 0
+    config: StrategyConfigBase,
+    pool: SamplePool,
+    budget: int,
+    order: Order = "recorded",
+    seed: int = 0,
 ) -> list[ReplayResult]:
     """Replay ``config``'s strategy with ``budget`` on every pool item (one event loop).
 
     A sample-count budget larger than the smallest item pool is refused up front.
     """
     smallest = min((len(item.samples) for item in pool.items), default=0)
-    if "n" in type(config).model_fields and budget > smallest:
+    if registry.get(config.kind).replayable and budget > smallest:
         raise PoolExhaustedError(
             f"budget {budget} needs up to {budget} samples per item, but the pool of run "
             f"{pool.run_id} holds {smallest}: replay budgets up to {smallest}"

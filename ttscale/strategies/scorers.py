@@ -17,22 +17,15 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from ttscale.engines.base import Completion
 from ttscale.errors import ConfigError, EngineRequestError
+from ttscale.retry import async_retrying, is_retryable_status
 from ttscale.strategies.config import (
     MeanLogprobScorerConfig,
     RewardModelScorerConfig,
     ScorerConfig,
 )
-
-SCORER_RETRY_ATTEMPTS = 4
 
 
 class Scorer(Protocol):
@@ -116,8 +109,9 @@ class RewardModelScorer:
     ``positive_index`` entry is the score; or one vector per token or step (task
     ``token_classify``, a PRM such as Qwen2.5-Math-PRM), each giving its ``positive_index`` entry,
     aggregated by ``step_aggregate``. A bare number is taken as the score. /classify answers
-    ``{"data": [{"probs": [...]}]}``. 5xx answers and transport errors are retried (bounded,
-    jittered); 4xx and malformed answers are configuration errors.
+    ``{"data": [{"probs": [...]}]}``. 429, 5xx answers and transport errors are retried (the
+    "scorer" policy of ``ttscale.retry``); other 4xx and malformed answers are configuration
+    errors.
     """
 
     name = "reward_model"
@@ -191,18 +185,13 @@ class RewardModelScorer:
 
     async def score(self, question: str, completion: Completion) -> float:
         path, payload = self.request(question, completion.text)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(EngineRequestError),
-            stop=stop_after_attempt(SCORER_RETRY_ATTEMPTS),
-            wait=wait_random_exponential(multiplier=0.05, max=2.0),
-            reraise=True,
-        ):
+        async for attempt in async_retrying("scorer", (EngineRequestError,)):
             with attempt:
                 try:
                     response = await self._http().post(path, json=payload)
                 except httpx.TransportError as exc:
                     raise EngineRequestError(f"reward model unreachable: {exc}") from exc
-                if response.status_code >= 500:
+                if is_retryable_status(response.status_code):
                     raise EngineRequestError(f"reward model answered {response.status_code}")
                 if response.status_code >= 400:
                     raise ConfigError(

@@ -8,6 +8,8 @@ no engine. Every rule returns or feeds a ``StopDecision`` so the reason is store
 - ESC, Early-Stopping Self-Consistency (Li et al. 2024, ICLR): stop when a whole window agrees.
 - OptScale (Wang et al. 2025, arXiv 2506.22376): scores ~ TruncNormal(μ, σ) on [0, 1],
   N* = ⌈ln q / ln F(s*)⌉.
+- Probe-and-stop (Dynasor-CoT, Fu et al. 2024, arXiv 2412.20993): stop thinking once k
+  consecutive answer probes of the trace agree.
 - TTSPM (Wang et al. 2025, arXiv 2505.20522): saturation point of F(N) = F_max·(1 − (1 − p)^N),
   from ``ttscale.saturation_math``.
 """
@@ -38,6 +40,8 @@ CAP = StopReason.CAP
 NOT_CONVERGED = ContinueReason.NOT_CONVERGED
 NO_ANSWERS = ContinueReason.NO_ANSWERS
 WINDOW_DISAGREED = ContinueReason.WINDOW_DISAGREED
+PROBES_AGREED = StopReason.PROBES_AGREED
+PROBES_DISAGREED = ContinueReason.PROBES_DISAGREED
 BELOW_N_STAR = ContinueReason.BELOW_N_STAR
 
 SIGMA_BOUNDS = (1e-3, 10.0)
@@ -211,6 +215,30 @@ def esc_decisions(
             StopDecision(False, ContinueReason.WINDOW_DISAGREED, share, "esc", None, end)
         )
     return decisions
+
+
+# --- Probe-and-stop ------------------------------------------------------------------------------
+
+
+def probes_agree_decision(keys: Sequence[str | None], k: int, at_cap: bool = False) -> StopDecision:
+    """Stop thinking once the last ``k`` probes gave one answer, or at the cap (Dynasor-CoT).
+
+    ``keys`` are the probes' answers so far, in order, as graded-equal keys (the dataset's
+    ``canonical_answer``): equal keys are equal answers, and a None (no answer) never agrees.
+    ``statistic`` is the length of the trailing run of equal answers; ``at_cap`` says thinking
+    has reached its cap, which stops it ("cap") unless the probes agreed.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    streak = 0
+    if keys and keys[-1] is not None:
+        streak = next((i for i, key in enumerate(reversed(keys)) if key != keys[-1]), len(keys))
+    seen = len(keys)
+    if streak >= k:
+        return StopDecision(True, PROBES_AGREED, float(streak), "probe_stop", float(k), seen)
+    if at_cap:
+        return StopDecision(True, CAP, float(streak), "probe_stop", float(k), seen)
+    return StopDecision(False, PROBES_DISAGREED, float(streak), "probe_stop", float(k), seen)
 
 
 # --- OptScale -------------------------------------------------------------------------------------

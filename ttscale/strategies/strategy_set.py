@@ -2,31 +2,33 @@
 
 Prefect 3.7's form shows list items of a union as raw JSON editors, so ``BatchRequest`` holds a
 ``StrategySet`` whose fields are the kinds, each a config or Off; the list form still validates.
+The fields are built from the strategy registry: one per registered kind, in registry order,
+titled with its label, defaulting to its config when the kind is on by default.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import typing
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema, model_validator
-
-from ttscale.strategies.config import (
-    AdaptiveConsistencyConfig,
-    BestOfNConfig,
-    BudgetForcingConfig,
-    ESCConfig,
-    MajorityConfig,
-    OptScaleConfig,
-    RefinementConfig,
-    StrategyConfig,
-    WeightedVoteConfig,
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    WithJsonSchema,
+    create_model,
+    model_validator,
 )
+
+from ttscale.strategies import registry
+from ttscale.strategies.config import StrategyConfig
 
 Off = Annotated[None, WithJsonSchema({"type": "null", "title": "Off"})]
 """``None``, titled "Off" in JSON schemas: the run form's tab that leaves a strategy out."""
 
 
-class StrategySet(BaseModel):
+class StrategySetBase(BaseModel):
     """The strategies to compare, each with its budgets. Set one to Off (null) to leave it out.
 
     A kind left out of a mapping takes its default: majority vote and budget forcing on, the rest
@@ -34,18 +36,6 @@ class StrategySet(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", title="Strategies")
-
-    # Field order is the order of configs(): the order units run in and are fingerprinted in.
-    majority: MajorityConfig | Off = Field(MajorityConfig(), title="Majority vote")
-    budget_forcing: BudgetForcingConfig | Off = Field(BudgetForcingConfig(), title="Budget forcing")
-    best_of_n: BestOfNConfig | Off = Field(None, title="Best-of-N")
-    weighted_vote: WeightedVoteConfig | Off = Field(None, title="Score-weighted vote")
-    adaptive_consistency: AdaptiveConsistencyConfig | Off = Field(
-        None, title="Adaptive-Consistency"
-    )
-    esc: ESCConfig | Off = Field(None, title="Early-stopping self-consistency (ESC)")
-    optscale: OptScaleConfig | Off = Field(None, title="OptScale")
-    refinement: RefinementConfig | Off = Field(None, title="Sequential refinement")
 
     @model_validator(mode="before")
     @classmethod
@@ -60,7 +50,7 @@ class StrategySet(BaseModel):
         return {name: None for name in cls.model_fields} | {c.kind: c for c in configs}
 
     @model_validator(mode="after")
-    def _at_least_one(self) -> StrategySet:
+    def _at_least_one(self) -> StrategySetBase:
         if not self.configs():
             raise ValueError("give at least one strategy")
         return self
@@ -71,4 +61,34 @@ class StrategySet(BaseModel):
         return [config for config in enabled if config is not None]
 
 
-_STRATEGY_ADAPTER: TypeAdapter[StrategyConfig] = TypeAdapter(StrategyConfig)
+def build_strategy_set() -> type[StrategySetBase]:
+    """``StrategySet``: a field per registered kind, in registry order.
+
+    Field order is the order of ``configs()``: the order units run in and are fingerprinted in.
+    """
+    fields: dict[str, Any] = {
+        entry.kind: (
+            typing.Union[entry.config, Off],  # noqa: UP007
+            Field(
+                entry.config.model_validate({}) if entry.enabled_by_default else None,
+                title=entry.label,
+            ),
+        )
+        for entry in registry.entries()
+    }
+    registry.seal()
+    return create_model(
+        "StrategySet",
+        __base__=StrategySetBase,
+        __module__=__name__,
+        __doc__=StrategySetBase.__doc__,
+        **fields,
+    )
+
+
+_STRATEGY_ADAPTER: TypeAdapter[StrategyConfig] = TypeAdapter(registry.strategy_config_union())
+
+if TYPE_CHECKING:
+    StrategySet = StrategySetBase
+else:
+    StrategySet = build_strategy_set()

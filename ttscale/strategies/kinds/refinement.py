@@ -8,28 +8,63 @@ previous answer, which then counts as confirmed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator
 
 from ttscale.engines.base import SamplingSpec
 from ttscale.grading import canonical_answer
 from ttscale.prompts import question_messages
 from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import extractor, question_prompt
-from ttscale.strategies.config import RefinementConfig
+from ttscale.strategies.config import StrategyConfigBase
+from ttscale.strategies.registry import BudgetUnit, strategy
 
 
-def refine_prompt(ctx: StrategyContext, previous: str, instruction: str) -> list[int]:
+class RefinementConfig(StrategyConfigBase):
+    """Sequential refinement: the model re-reads its previous answer and may revise it.
+
+    Budget = the most re-think rounds after the first attempt; stops early when a round's answer
+    repeats the previous round's.
+    """
+
+    model_config = ConfigDict(title="Sequential refinement")
+
+    kind: Literal["refinement"] = Field("refinement", title="Strategy kind")
+    rounds: list[int] = Field(
+        [1, 2, 4],
+        title="Round caps",
+        description="One result per cap: at most that many revisions.",
+    )
+    instruction: str = Field(
+        "Review your previous solution step by step. If it is wrong, correct it; "
+        "otherwise keep it. End with a line 'Final Answer: <answer>'.",
+        title="Revision instruction",
+        description="The user turn that asks for a revision.",
+    )
+
+    @field_validator("rounds")
+    @classmethod
+    def _valid_rounds(cls, v: list[int]) -> list[int]:
+        return cls._check_budgets(v)
+
+    def budgets(self) -> list[int]:
+        return list(self.rounds)
+
+
+async def refine_prompt(ctx: StrategyContext, previous: str, instruction: str) -> list[int]:
     """Token ids of the chat: question, the previous solution, then the revision request."""
     messages = question_messages(ctx.profile, ctx.question.question)
     messages += [
         {"role": "assistant", "content": previous},
         {"role": "user", "content": instruction},
     ]
-    ids = ctx.engine.chat_prompt(messages)
+    ids = await ctx.engine.achat_prompt(messages)
     prefix = ctx.profile.thinking_prefix
-    return ids + ctx.engine.encode(prefix) if prefix else ids
+    return ids + await ctx.engine.aencode(prefix) if prefix else ids
 
 
+@strategy(RefinementConfig, order=80, budget=BudgetUnit("rounds"))
 async def refinement(ctx: StrategyContext, config: RefinementConfig) -> Outcome:
     """A first attempt, then up to ``ctx.budget`` revisions (one trajectory, sample 0).
 
@@ -42,12 +77,12 @@ async def refinement(ctx: StrategyContext, config: RefinementConfig) -> Outcome:
     extract = extractor(ctx)
     dataset = ctx.question.dataset
     completion = await ctx.generate(
-        question_prompt(ctx), spec, sample_index=0, phase="sample", extract=extract
+        await question_prompt(ctx), spec, sample_index=0, phase="sample", extract=extract
     )
     answers = [extract(completion.text)]
     reason = StopReason.CAP
     for _ in range(ctx.budget):
-        prompt = refine_prompt(ctx, completion.text, config.instruction)
+        prompt = await refine_prompt(ctx, completion.text, config.instruction)
         completion = await ctx.generate(
             prompt, spec, sample_index=0, phase="refine", extract=extract
         )

@@ -7,11 +7,8 @@ automation package is needed. Without Chromium the test skips, unless ``CI`` is 
 
 from __future__ import annotations
 
-import base64
-import itertools
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -19,10 +16,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
+from browser import Chromium
 from ledger_helpers import open_ledger
 from service_helpers import scaled, stop, wait_until, write_questions
 
@@ -34,17 +32,6 @@ ITEMS = 2
 DEFAULT_UNITS_PER_ITEM = 7
 """The form's default strategies: majority N ∈ {1, 2, 4, 8}, budget forcing B ∈ {64, 128, 256}."""
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-# Flags that keep headless Chromium from hanging on a closed network.
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SERVE_ADHOC = (
     "import prefect; from flows.batch import ttscale_batch; "
     "prefect.serve(ttscale_batch.to_deployment(name='adhoc'))"
@@ -74,74 +61,6 @@ def _healthy(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-class Chromium:
-    """Headless Chromium and one page, over the DevTools protocol."""
-
-    def __init__(self, binary: str, profile: Path, width: int = 1280, height: int = 6000) -> None:
-        from websockets.sync.client import connect
-
-        command = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}"]
-        command += ["--remote-debugging-port=0", f"--window-size={width},{height}", "about:blank"]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        assert self.process.stderr is not None
-        port = self._devtools_port(self.process.stderr)
-        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        page = next(t for t in targets if t["type"] == "page")
-        self.socket = connect(page["webSocketDebuggerUrl"], max_size=None)
-        self.ids = itertools.count(1)
-        # A tall viewport: the whole form is laid out and screenshots need no scrolling.
-        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
-        self.send("Emulation.setDeviceMetricsOverride", **metrics)
-
-    def _devtools_port(self, stderr: IO[str]) -> int:
-        deadline = time.monotonic() + scaled(30)
-        while time.monotonic() < deadline:
-            line = stderr.readline()
-            if match := re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line):
-                return int(match.group(1))
-            if not line and self.process.poll() is not None:
-                break
-        raise RuntimeError("chromium did not start its DevTools endpoint")
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        """One DevTools command; events that arrive meanwhile are dropped."""
-        message_id = next(self.ids)
-        self.socket.send(json.dumps({"id": message_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.socket.recv(timeout=scaled(60)))
-            if message.get("id") == message_id:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return dict(message["result"])
-
-    def eval(self, expression: str) -> Any:
-        result = self.send(
-            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
-        )
-        if "exceptionDetails" in result:
-            raise RuntimeError(result["exceptionDetails"].get("exception", result))
-        return result["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float) -> Any:
-        deadline = time.monotonic() + scaled(timeout)
-        while time.monotonic() < deadline:
-            if value := self.eval(expression):
-                return value
-            time.sleep(0.3)
-        raise TimeoutError(f"still false after {timeout} s: {expression}")
-
-    def screenshot(self, path: Path) -> None:
-        data = self.send("Page.captureScreenshot", format="png")["data"]
-        path.write_bytes(base64.b64decode(data))
-
-    def close(self) -> None:
-        self.socket.close()
-        self.process.terminate()
-        self.process.wait(10)
 
 
 # The form's fields by their label ("Input", "Engine", ...; Prefect appends " (Optional)").

@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 from html import escape
 
-import numpy as np
-
-from ttscale.analysis.saturation import strategy_unit
+from ttscale.reports.charts import budget_chart, cost_chart
 from ttscale.reports.headline import headline_text, slice_headlines
 from ttscale.reports.model import Report, SliceReport
-from ttscale.reports.svg import PALETTE, Highlight, Series, line_chart, share_bars
+from ttscale.reports.svg import PALETTE, share_bars
 from ttscale.reports.tables import (
     FRONTIER_HEADER,
     SATURATION_HEADER,
@@ -24,19 +22,22 @@ from ttscale.reports.tables import (
     saturation_rows,
 )
 
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
+PAGE_CSS = """
+body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;padding:0 12px;color:#222}
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:3px 8px}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.tick,.legend{font-size:11px;fill:#444}.axis{font-size:12px;fill:#222}
+.scroll{max-width:100%;overflow-x:auto}
+svg.chart{display:block;width:100%;height:auto;max-width:600px}svg.bars{max-width:420px}
+.tick,.legend{font-size:14px;fill:#333}.axis{font-size:15px;fill:#111}
 .flag{color:#b00020;font-weight:600}.headline{background:#f3f7fb;border-left:4px solid #1f77b4;padding:.2em 1em}.withheld{color:#8a5a00}.ok{color:#2a7a2a}
 #tip{position:absolute;display:none;background:#222;color:#fff;padding:4px 8px;border-radius:4px;
 font-size:12px;pointer-events:none;white-space:pre;max-width:420px}
-.charts{display:flex;flex-wrap:wrap;gap:12px}pre{white-space:pre-wrap;background:#f6f6f6;padding:8px}
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,460px),1fr));gap:16px}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f6f6;padding:8px}
 """
 
 # Tooltips and the slice selector; textContent keeps tooltip text inert.
-_JS = """
+PAGE_JS = """
 (function () {
   var tip = document.getElementById('tip');
   document.querySelectorAll('[data-tip]').forEach(function (el) {
@@ -61,6 +62,16 @@ _JS = """
 """
 
 
+def page(title: str, body: str) -> str:
+    """A whole self-contained HTML document; ``title`` and ``body`` are already escaped."""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{PAGE_CSS}</style></head>"
+        f'<body>{body}<div id="tip"></div><script>{PAGE_JS}</script></body></html>'
+    )
+
+
 def _e(value: object) -> str:
     return escape(str(value))
 
@@ -68,104 +79,14 @@ def _e(value: object) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cost_chart(s: SliceReport, strategies: list[str]) -> str:
-    series = []
-    for index, strategy in enumerate(strategies):
-        points = [p for p in s.curves if p.strategy == strategy]
-        series.append(
-            Series(
-                name=strategy,
-                x=[p.mean_completion_tokens for p in points],
-                y=[p.accuracy for p in points],
-                y_low=[p.accuracy_low for p in points],
-                y_high=[p.accuracy_high for p in points],
-                x_low=[p.completion_tokens_low for p in points],
-                x_high=[p.completion_tokens_high for p in points],
-                tips=[
-                    f"{strategy} @ {p.budget}\naccuracy {pct(p.accuracy)} "
-                    f"[{pct(p.accuracy_low)}, {pct(p.accuracy_high)}]\n"
-                    f"{p.mean_completion_tokens:.0f} completion tok/item, "
-                    f"{p.mean_prompt_tokens:.0f} prompt tok/item"
-                    for p in points
-                ],
-                color=PALETTE[index % len(PALETTE)],
-            )
-        )
-    lookup = {(p.strategy, p.budget): p for p in s.curves}
-    front = [lookup[(st, b)] for st, b in s.frontier_configs if (st, b) in lookup]
-    if len(front) > 1:
-        series.append(
-            Series(
-                name="Pareto frontier",
-                x=[p.mean_completion_tokens for p in front],
-                y=[p.accuracy for p in front],
-                dashed=True,
-                markers=False,
-                color="#888",
-            )
-        )
-    highlights = [
-        Highlight(
-            x=r.mean_completion_tokens,
-            y=r.accuracy,
-            tip=f"recommended ({r.rule}): {r.strategy} @ {r.budget}",
-            color="#000" if r.rule == "marginal_gain" else "#ff7f0e",
-        )
-        for r in s.recommendations
-    ]
-    return line_chart(
-        f"Accuracy vs cost — {s.dataset} / {s.language}",
-        "mean completion tokens per item (log scale)",
-        "accuracy",
-        series,
-        highlights,
-    )
-
-
-def _budget_chart(s: SliceReport, strategy: str, color: str) -> str:
-    points = [p for p in s.curves if p.strategy == strategy]
-    series = [
-        Series(
-            name=strategy,
-            x=[float(p.budget) for p in points],
-            y=[p.accuracy for p in points],
-            y_low=[p.accuracy_low for p in points],
-            y_high=[p.accuracy_high for p in points],
-            tips=[f"budget {p.budget}: {pct(p.accuracy)}" for p in points],
-            color=color,
-        )
-    ]
-    fit = next((f for f in s.saturation if f.strategy == strategy), None)
-    if fit is not None:
-        _, scale, _ = strategy_unit(strategy)
-        budgets = np.geomspace(min(fit.budgets), max(fit.budgets), 40)
-        fitted = fit.f_max * (1 - (1 - fit.p) ** (budgets / scale))
-        series.append(
-            Series(
-                name="TTSPM fit",
-                x=budgets.tolist(),
-                y=fitted.tolist(),
-                dashed=True,
-                markers=False,
-                color="#555",
-            )
-        )
-    return line_chart(
-        f"{strategy}: accuracy vs budget — {s.dataset} / {s.language}",
-        "budget (log scale)",
-        "accuracy",
-        series,
-    )
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _slice_section(index: int, s: SliceReport, limit: float) -> str:
     strategies = sorted({p.strategy for p in s.curves})
-    charts = [_cost_chart(s, strategies)]
+    charts = [cost_chart(s, strategies)]
     charts += [
-        _budget_chart(s, strategy, PALETTE[k % len(PALETTE)])
+        budget_chart(s, strategy, PALETTE[k % len(PALETTE)])
         for k, strategy in enumerate(strategies)
         if sum(p.strategy == strategy for p in s.curves) > 1
     ]
@@ -367,10 +288,5 @@ def render_html(report: Report) -> str:
             _slice_section(k, s, report.settings.extrapolation_limit)
             for k, s in enumerate(report.slices)
         ),
-        '<div id="tip"></div>',
     ]
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>ttscale report {_e(run.run_id)}</title><style>{_CSS}</style></head>"
-        f"<body>{''.join(body)}<script>{_JS}</script></body></html>"
-    )
+    return page(f"ttscale report {_e(run.run_id)}", "".join(body))

@@ -6,7 +6,10 @@ package because nothing but tests and benchmarks writes a ledger this way.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -89,12 +92,18 @@ def insert_decisions(
 
 
 def synthetic_ledger(
-    spec: SyntheticLedgerSpec, path: str | Path = ":memory:"
+    spec: SyntheticLedgerSpec, path: str | Path | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """A ledger at ``path`` (in memory by default) holding the synthetic run; its connection.
+    """A ledger at ``path`` (a fresh temporary lake by default) holding the synthetic run; its
+    connection.
 
-    ``Ledger`` opens it, so it is migrated exactly as the service's ledger is.
+    ``Ledger`` opens it, so it is migrated exactly as the service's ledger is. A lake is files
+    (catalog and Parquet), so "in memory" is a new folder that nothing else shares.
     """
+    if path is None:
+        folder = tempfile.mkdtemp(prefix="ttscale-synthetic-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = Path(folder) / "ledger.sqlite"
     con = Ledger(path).con
     write_synthetic_ledger(con, spec)
     return con

@@ -13,7 +13,7 @@ def _report(tmp_path, budgets: tuple[int, ...], settings: ReportSettings | None 
         items_per_slice=2000,
         seed=21,
     )
-    con = synthetic_ledger(spec)  # in memory: one test builds several ledgers
+    con = synthetic_ledger(spec)  # a fresh temporary lake: one test builds several ledgers
     return build_report_from_ledger(con, spec.run_id, settings)
 
 

@@ -45,6 +45,15 @@ def test_a_setting_that_names_no_lake_is_a_ledger_error(bad: str) -> None:
         parse_ledger(bad)
 
 
+def test_an_in_memory_ledger_is_refused_rather_than_written_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(LedgerError, match="cannot be in memory"):
+        Ledger(":memory:")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_extensions_load_from_their_packages_with_unsigned_extensions_off(tmp_path: Path) -> None:
     for name in ("ducklake", "sqlite_scanner", "postgres_scanner", "httpfs"):
         path = extension_file(name)

@@ -107,6 +107,10 @@ def parse_ledger(setting: str | Path) -> LakeSpec:
     head, sep, tail = text.rpartition(_DATA_PATH_WORD)
     if sep and " " not in tail.strip():
         text, data_path = head.rstrip(), tail.strip()
+    if text in (":memory:", "ducklake:sqlite::memory:"):
+        # A lake's catalog and Parquet files are files: ":memory:" would create both, named
+        # ":memory:", in the working directory and share them with every later run.
+        raise LedgerError("the ledger cannot be in memory: give a path or a ducklake: URI")
     if not text.startswith("ducklake:"):
         if "://" in text or text.startswith(("sqlite:", "postgres:")):
             raise LedgerError(

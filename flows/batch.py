@@ -162,7 +162,12 @@ def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
     service.check_unit_failures(ctx, plan, logger)
     ingested = ingest(ctx, plan)
     published = report(ctx, plan)
-    publish_artifacts(plan, published, policy_changes(ctx, published))
+    try:
+        changes: PolicyChanges | None = policy_changes(ctx, published)
+    except Exception as exc:  # the run is complete and published: the diff must not fail it
+        logger.warning("policy changes since the previous run not computed: %s", exc)
+        changes = None
+    publish_artifacts(plan, published, changes)
     return service.batch_result(plan, ingested, published)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from flows.batch import ttscale_batch
 from ttscale.schemas import BatchRequest
@@ -124,3 +125,33 @@ def test_the_report_artifact_shows_policy_changes_since_the_previous_run(
     assert flagged
     for s in flagged:
         assert f"⚠ **{s.dataset}/{s.language}**: {s.changes[0].note}" in markdown
+
+
+def test_a_failed_policy_diff_does_not_fail_the_run(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.artifacts import Artifact
+
+    from ttscale import service
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("ledger busy")
+
+    monkeypatch.setattr(service, "policy_changes", broken)
+    source = tmp_path / "in.jsonl"
+    source.write_text(LINES[0] + "\n" + LINES[1] + "\n")
+    result = ttscale_batch(
+        BatchRequest.model_validate(
+            {
+                "input_uri": str(source),
+                "output_uri": f"file://{tmp_path}/out",
+                "ledger_path": str(tmp_path / "ledger.duckdb"),
+                "run_id": "diff-fails",
+                "engine": {"kind": "scripted"},
+                "strategies": [{"kind": "majority", "n": [1]}],
+            }
+        )
+    )
+    assert result["items"] == 2
+    artifact = Artifact.get("report-diff-fails")
+    assert artifact is not None and "Policy changes" not in str(artifact.data)

@@ -90,3 +90,7 @@ def test_the_second_run_is_diffed_against_the_first_of_its_family(tmp_path: Path
     assert json.loads(against.stdout)["slices"] == printed["slices"]
     unknown = runner.invoke(app, ["policy", "strong", "--against", "nope", "--ledger", ledger])
     assert unknown.exit_code == 2 and "nope" in unknown.output
+    both = runner.invoke(
+        app, ["policy", "strong", "--against", "weak", "--previous", "--ledger", ledger]
+    )
+    assert both.exit_code == 2 and "not both" in both.output

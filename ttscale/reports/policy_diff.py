@@ -203,11 +203,11 @@ def _slice_diff(
 
 def _run_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[Change]:
     changes = []
-    for kind, key in (("model", "model"), ("prices", "prices"), ("rule", "rule")):
+    for key in ("model", "prices", "rule"):
         before, after = previous.get(key), current.get(key)
         if before != after:
             note = f"{key} changed {before} → {after}"
-            changes.append(Change(kind=kind, before=before, after=after, note=note))
+            changes.append(Change(kind=key, before=before, after=after, note=note))
     return changes
 
 

@@ -8,6 +8,7 @@ storage, so a crashed worker costs only its unflushed units.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, cast
@@ -121,19 +122,25 @@ async def run_shard_units(
     """
     done = 0
     tokens = 0
+    todo = [(q, u) for q in questions for u in units if u.key(q) not in skip]
+    left = Counter(q.id for q, _ in todo)
     if cache is not None:
-        cache.restore(cached_generations(finished))
+        cache.restore(cached_generations(r for r in finished if r.item_id in left))
 
     async def one(question: Question, unit: Unit) -> None:
         nonlocal done, tokens
-        result = await attempt_unit(engine, profile, question, unit, run_id, run_seed, cache)
+        try:
+            result = await attempt_unit(engine, profile, question, unit, run_id, run_seed, cache)
+        finally:
+            left[question.id] -= 1
+            if cache is not None and not left[question.id]:
+                cache.forget(question.id)
         writer.add(result)
         done += 1
         tokens += result.completion_tokens
         if progress:
             progress(done, tokens)
 
-    todo = [(q, u) for q in questions for u in units if u.key(q) not in skip]
     try:
         await asyncio.gather(*(one(q, u) for q, u in todo))
     finally:

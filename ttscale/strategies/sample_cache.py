@@ -132,6 +132,12 @@ class SampleCache:
         short_generation, _ = self.entries[key].task.result()
         return Served(short_generation, latency, True, tokens)
 
+    def forget(self, item_id: str) -> None:
+        """Drop ``item_id``'s generations once none of its units is left to run: a shard's
+        cache then holds the samples of the items in flight, not of the whole shard."""
+        for key in [key for key in self.entries if key[0] == item_id]:
+            del self.entries[key]
+
     def restore(self, entries: Iterable[tuple[CacheKey, Generation, float]]) -> int:
         """Add finished generations (key, generation, latency); returns how many were new.
 

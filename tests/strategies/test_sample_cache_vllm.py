@@ -3,6 +3,10 @@
 Budget forcing's smaller budgets are served as cuts of the largest budget's thinking: this checks
 on a real engine that a seeded request capped at B returns exactly the first B tokens (text and
 cumulative logprob included) of the same request with a larger cap.
+
+The engine runs in deterministic mode (one sequence per step, no prefix caching). Batched, two
+identical requests may already differ in their logprobs' last digits (and then in a sampled
+token), with or without the cache: the comparison would measure vLLM's batching, not the cache.
 """
 
 from __future__ import annotations
@@ -81,14 +85,18 @@ def shard(
     ids=["majority+budget_forcing", "budget_forcing_extensions"],
 )
 def test_units_are_identical_with_and_without_the_cache_on_vllm(
-    shared_engine: Any, profile: ModelProfile, configs: list[Any]
+    deterministic_engine: Any, profile: ModelProfile, configs: list[Any]
 ) -> None:
-    plain, plain_spy = shard(shared_engine, configs, profile, None)
-    cached, cached_spy = shard(shared_engine, configs, profile, SampleCache())
+    plain, plain_spy = shard(deterministic_engine, configs, profile, None)
+    cached, cached_spy = shard(deterministic_engine, configs, profile, SampleCache())
     assert plain.keys() == cached.keys()
     for key in plain:
         assert plain[key].error is None, plain[key].error
-        assert comparable(cached[key]) == comparable(plain[key]), key
+        want, got = comparable(plain[key]), comparable(cached[key])
+        for want_call, got_call in zip(want.pop("calls"), got.pop("calls"), strict=True):
+            diff = {k: (v, got_call[k]) for k, v in want_call.items() if got_call[k] != v}
+            assert not diff, (key, want_call["call_index"], diff)
+        assert got == want, key
     produced = sum(g.completions[0].num_tokens for _, _, g in cached_spy.requests)
     assert sum(r.generated_tokens for r in cached.values()) == produced
     assert len(cached_spy.requests) < len(plain_spy.requests)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from strategy_helpers import CountingEngine, question
 
-from ttscale.engines.base import Generation, SamplingSpec
+from ttscale.engines.base import Completion, Generation, SamplingSpec
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.prompts import PROFILES, ModelProfile
 from ttscale.records import UnitKey, UnitResult
@@ -230,3 +230,48 @@ def test_old_parts_without_cache_fields_still_read(tmp_path: Path) -> None:
     old = UnitResult.from_json(record)
     assert all(c.cached is False and c.cache_key is None for c in old.calls)
     assert old.generated_tokens == old.completion_tokens
+
+
+def test_two_sweeps_of_one_kind_are_identical_with_and_without_the_cache() -> None:
+    # Each sweep cuts its budgets from its own largest one (unit keys hold one B per kind).
+    configs = [
+        BudgetForcingConfig(budgets_tokens=[16, 64]),
+        BudgetForcingConfig(budgets_tokens=[32, 128], answer_max_tokens=16),
+    ]
+    plain, _ = run_shard(configs, None)
+    cached, engine = run_shard(configs, SampleCache())
+    assert plain.keys() == cached.keys()
+    for key in plain:
+        assert comparable(cached[key]) == comparable(plain[key]), key
+    assert generated(cached) == engine.produced_tokens
+
+
+def test_concurrent_askers_share_one_generation_and_a_failure_is_not_kept() -> None:
+    completion = Generation((Completion("4", (52,), "stop"),), 3, 0.0)
+    runs: list[str] = []
+
+    async def scenario() -> None:
+        cache = SampleCache()
+
+        async def fails() -> tuple[Generation, float]:
+            runs.append("fails")
+            await asyncio.sleep(0)
+            raise RuntimeError("engine hiccup")
+
+        async def works() -> tuple[Generation, float]:
+            runs.append("works")
+            await asyncio.sleep(0.01)
+            return completion, 0.5
+
+        key = ("q0", 0, "digest")
+        for outcome in await asyncio.gather(
+            cache.serve(key, fails), cache.serve(key, fails), return_exceptions=True
+        ):
+            assert isinstance(outcome, RuntimeError)
+        assert key not in cache.entries
+        served = await asyncio.gather(*(cache.serve(key, works) for _ in range(3)))
+        assert [s.cached for s in served] == [False, True, True]
+        assert all(s.generation is completion and s.latency_s == 0.5 for s in served)
+
+    asyncio.run(scenario())
+    assert runs == ["fails", "works"]

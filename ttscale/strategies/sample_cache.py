@@ -63,8 +63,6 @@ class SampleCache:
     """One shard's generations by request; ``restore`` refills it from finished part records."""
 
     entries: dict[CacheKey, _Entry] = field(default_factory=dict)
-    generations: int = 0
-    """Requests this cache sent to the engine (failed ones included), for tests and logs."""
 
     def _claim(self, entry: _Entry) -> bool:
         first, entry.claimed = not entry.claimed, True
@@ -77,11 +75,14 @@ class SampleCache:
         entry = self.entries.get(key)
         started = entry is None
         if entry is None:
-            self.generations += 1
             entry = self.entries[key] = _Entry(asyncio.ensure_future(run()))
         try:
             await asyncio.shield(entry.task)
         except asyncio.CancelledError:
+            # The asker was cancelled (the generation goes on for the others), or the generation
+            # itself was (the loop is closing): then it must not be served either.
+            if entry.task.cancelled() and self.entries.get(key) is entry:
+                del self.entries[key]
             raise
         except BaseException:
             # A failed generation must not be served: the next asker generates afresh.
@@ -121,15 +122,15 @@ class SampleCache:
         short = cut(generation.completions[0], max_tokens)
         if short is None:
             return None
+        short_generation = replace(generation, completions=(short,))
         if key not in self.entries:
             done: asyncio.Future[tuple[Generation, float]] = (
                 asyncio.get_running_loop().create_future()
             )
-            done.set_result((replace(generation, completions=(short,)), latency))
+            done.set_result((short_generation, latency))
             # The cut generated nothing itself: whoever claims the longer request pays for it.
             self.entries[key] = _Entry(done, claimed=True)
         tokens = generation.completions[0].num_tokens if self._claim(entry) else 0
-        short_generation, _ = self.entries[key].task.result()
         return Served(short_generation, latency, True, tokens)
 
     def forget(self, item_id: str) -> None:

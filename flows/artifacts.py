@@ -27,7 +27,7 @@ from ttscale.reports.headline import (
     slice_headlines,
 )
 from ttscale.reports.markdown import md_text, render_markdown
-from ttscale.service import BatchPlan, PublishedReport
+from ttscale.service import BatchPlan, PolicyChanges, PublishedReport
 from ttscale.storage import browser_link
 
 REPORT_LINK_EXPIRES_S = int(os.environ.get("TTSCALE_REPORT_LINK_EXPIRES_S", str(7 * 24 * 3600)))
@@ -78,8 +78,11 @@ def artifact_key(kind: str, run_id: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", f"{kind}-{run_id}".lower())
 
 
-def publish_artifacts(plan: BatchPlan, published: PublishedReport) -> None:
-    """The report as a Markdown artifact (headline tables inline), and the cutoffs as a table."""
+def publish_artifacts(
+    plan: BatchPlan, published: PublishedReport, changes: PolicyChanges | None = None
+) -> None:
+    """The report as a Markdown artifact (headline tables inline, then the policy's changes since
+    the previous run of its kind when ``changes`` is given), and the cutoffs as a table."""
     report, uris = published.report, published.uris
     link = browser_link(uris["html"], REPORT_LINK_EXPIRES_S) if "html" in uris else None
     where = (
@@ -94,6 +97,7 @@ def publish_artifacts(plan: BatchPlan, published: PublishedReport) -> None:
         + "\n".join(f"- {md_text(headline_text(h), 600)}" for h in slice_headlines(report)),
         "## Results\n\n" + markdown_table(RESULTS_HEADER, results_rows(report)),
         "## Recommended cutoffs\n\n" + markdown_table(CUTOFF_HEADER, cutoff_rows(report)),
+        *([changes.markdown()] if changes is not None else []),
     ])  # fmt: skip
     create_markdown_artifact(
         key=artifact_key("report", plan.run_id),

@@ -22,7 +22,7 @@ from ttscale.errors import ConfigError, FatalError, RecoverableError, ShardRunCr
 from ttscale.progress import ShardProgress, add_listener, remove_listener
 from ttscale.retry import POLICIES
 from ttscale.schemas import BatchRequest
-from ttscale.service import BatchPlan, RunContext, ShardLayout
+from ttscale.service import BatchPlan, PolicyChanges, RunContext, ShardLayout
 
 
 def _recoverable(task: Any, task_run: Any, state: Any) -> bool:
@@ -122,6 +122,11 @@ def report(ctx: RunContext, plan: BatchPlan) -> service.PublishedReport:
     return service.publish_report(ctx, plan)
 
 
+@task(name="policy-changes", retry_condition_fn=_recoverable, **RETRIES, **NO_RESULTS)  # type: ignore[call-overload]
+def policy_changes(ctx: RunContext, published: service.PublishedReport) -> PolicyChanges:
+    return service.policy_changes(ctx.ledger_path, ctx.run_id, published.report)
+
+
 # Each remote shard run is awaited by one thread; workers and the GPU limit cap the real work.
 @flow(
     name="ttscale-batch",
@@ -157,7 +162,12 @@ def ttscale_batch(request: BatchRequest) -> dict[str, Any]:
     service.check_unit_failures(ctx, plan, logger)
     ingested = ingest(ctx, plan)
     published = report(ctx, plan)
-    publish_artifacts(plan, published)
+    try:
+        changes: PolicyChanges | None = policy_changes(ctx, published)
+    except Exception as exc:  # the run is complete and published: the diff must not fail it
+        logger.warning("policy changes since the previous run not computed: %s", exc)
+        changes = None
+    publish_artifacts(plan, published, changes)
     return service.batch_result(plan, ingested, published)
 
 

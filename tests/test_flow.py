@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from ledger_helpers import open_ledger
 
 from flows.batch import ttscale_batch
@@ -69,3 +70,88 @@ def test_batch_flow_end_to_end_and_rerun(
     assert mismatch == 0
     (bad,) = con.execute("SELECT count(*) FROM input_errors").fetchone()
     assert bad == 3
+
+
+def test_the_report_artifact_shows_policy_changes_since_the_previous_run(
+    prefect_harness: None, tmp_path: Path
+) -> None:
+    from prefect.artifacts import Artifact
+
+    from ttscale.ledger.report_data import build_report_from_ledger
+    from ttscale.reports.policy import build_policy
+    from ttscale.reports.policy_diff import diff_policies
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(
+            f'{{"id": "q{i}", "question": "What is {i} plus {i % 7}?", "answer": "{i + i % 7}"}}\n'
+            for i in range(40)
+        )
+    )
+
+    def run(run_id: str, accuracy: float) -> dict[str, object]:
+        return ttscale_batch(
+            BatchRequest.model_validate(
+                {
+                    "input_uri": str(source),
+                    "output_uri": f"file://{tmp_path}/out",
+                    "ledger_path": str(tmp_path / "ledger.duckdb"),
+                    "run_id": run_id,
+                    "engine": {"kind": "scripted", "accuracy": accuracy},
+                    "strategies": [
+                        {"kind": "majority", "n": [1, 3, 5]},
+                        {"kind": "budget_forcing", "budgets_tokens": [8, 32]},
+                    ],
+                    "report": {"min_items": 10},
+                }
+            )
+        )
+
+    run("nightly-1", 0.35)
+    first = Artifact.get("report-nightly-1")
+    assert first is not None and "First run of its kind: nothing to compare" in str(first.data)
+
+    second = run("nightly-2", 0.9)
+    artifact = Artifact.get("report-nightly-2")
+    assert artifact is not None
+    markdown = str(artifact.data)
+    assert "## Policy changes since nightly-1 (" in markdown
+    with open_ledger(second["ledger"]) as con:
+        before, after = (
+            build_policy(build_report_from_ledger(con, r)) for r in ("nightly-1", "nightly-2")
+        )
+    diff = diff_policies(before, after)
+    flagged = [s for s in diff.slices if s.changed]
+    assert flagged
+    for s in flagged:
+        assert f"⚠ **{s.dataset}/{s.language}**: {s.changes[0].note}" in markdown
+
+
+def test_a_failed_policy_diff_does_not_fail_the_run(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.artifacts import Artifact
+
+    from ttscale import service
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("ledger busy")
+
+    monkeypatch.setattr(service, "policy_changes", broken)
+    source = tmp_path / "in.jsonl"
+    source.write_text(LINES[0] + "\n" + LINES[1] + "\n")
+    result = ttscale_batch(
+        BatchRequest.model_validate(
+            {
+                "input_uri": str(source),
+                "output_uri": f"file://{tmp_path}/out",
+                "ledger_path": str(tmp_path / "ledger.duckdb"),
+                "run_id": "diff-fails",
+                "engine": {"kind": "scripted"},
+                "strategies": [{"kind": "majority", "n": [1]}],
+            }
+        )
+    )
+    assert result["items"] == 2
+    artifact = Artifact.get("report-diff-fails")
+    assert artifact is not None and "Policy changes" not in str(artifact.data)

@@ -116,6 +116,8 @@ CALL_KEYS = [
     "sample_index", "call_index", "phase", "prompt_tokens", "completion_tokens",
     "thinking_tokens", "answer_tokens", "finish_reason", "stop_reason", "latency_s", "used",
     "seed", "cumulative_logprob", "score", "extracted_answer", "completion_text",
+    # Appended by the sample cache; the ledger's ingest reads the keys above and ignores these.
+    "cached", "generated_tokens", "cache_key", "token_ids",
 ]  # fmt: skip
 
 

@@ -77,7 +77,13 @@ class UnitResult:
 
     @property
     def completion_tokens(self) -> int:
+        """Attributed tokens: what this unit's calls produced, whether cached or not."""
         return sum(c.completion_tokens for c in self.calls)
+
+    @property
+    def generated_tokens(self) -> int:
+        """Tokens the engine generated on this unit's account (see ``CallRecord.generated_tokens``)."""
+        return sum(generated_tokens(c) for c in self.calls)
 
     def to_json(self) -> dict[str, Any]:
         """The record as a part object's line holds it (``json.dumps`` of this dict)."""
@@ -122,11 +128,20 @@ class UnitResult:
                 answered_language=data.get("answered_language"),
                 detail=data.get("detail") or {},
             ),
-            # Call fields added over time are None in older parts; unknown keys are ignored, as
-            # the ledger's ingest ignores them.
-            calls=[
-                CallRecord(**{name: c.get(name) for name in _CALL_FIELDS})
-                for c in data.get("calls") or []
-            ],
+            calls=[_call_from_json(c) for c in data.get("calls") or []],
             error=None if error is None else UnitError(error, data.get("error_retryable")),
         )
+
+
+def generated_tokens(call: CallRecord) -> int:
+    """The tokens ``call`` accounts for as generated; older records generated all of theirs."""
+    return call.completion_tokens if call.generated_tokens is None else call.generated_tokens
+
+
+def _call_from_json(c: dict[str, Any]) -> CallRecord:
+    # Call fields added over time are None in older parts (``cached`` is False there); unknown
+    # keys are ignored, as the ledger's ingest ignores them.
+    values: dict[str, Any] = {name: c.get(name) for name in _CALL_FIELDS}
+    call = CallRecord(**values)
+    call.cached = bool(call.cached)
+    return call

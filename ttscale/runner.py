@@ -8,11 +8,12 @@ storage, so a crashed worker costs only its unflushed units.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterable
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
-from ttscale.engines.base import Engine
+from ttscale.engines.base import Completion, Engine, FinishReason, Generation
 from ttscale.errors import ConfigError, EngineDeadError, EngineUnreachableError, FatalError
 from ttscale.grading import is_correct
 from ttscale.prompts import ModelProfile
@@ -20,6 +21,7 @@ from ttscale.records import UnitDecision, UnitError, UnitKey, UnitResult
 from ttscale.schemas import Question
 from ttscale.strategies import STRATEGIES, StrategyContext
 from ttscale.strategies.config import StrategyConfig
+from ttscale.strategies.sample_cache import CacheKey, SampleCache
 
 ProgressFn = Callable[[int, int], None]
 """Called with (units finished, completion tokens) after each unit."""
@@ -55,6 +57,7 @@ async def attempt_unit(
     unit: Unit,
     run_id: str,
     run_seed: int,
+    cache: SampleCache | None = None,
 ) -> UnitResult:
     """Run one strategy unit on one item; returns its result (decision + every call).
 
@@ -69,6 +72,7 @@ async def attempt_unit(
         strategy=unit.strategy,
         budget=unit.budget,
         run_seed=run_seed,
+        cache=cache,
     )
     error: UnitError | None = None
     try:
@@ -107,24 +111,63 @@ async def run_shard_units(
     skip: Collection[UnitKey],
     writer: ResultSink,
     progress: ProgressFn | None = None,
+    cache: SampleCache | None = None,
+    finished: Iterable[UnitResult] = (),
 ) -> int:
-    """Run every (question, unit) not in ``skip`` concurrently; returns how many ran."""
+    """Run every (question, unit) not in ``skip`` concurrently; returns how many ran.
+
+    ``cache`` (one per shard) serves a request that another unit made already; it is first
+    refilled from the ``finished`` records of earlier attempts, so a resumed shard regenerates
+    none of their samples.
+    """
     done = 0
     tokens = 0
+    todo = [(q, u) for q in questions for u in units if u.key(q) not in skip]
+    left = Counter(q.id for q, _ in todo)
+    if cache is not None:
+        cache.restore(cached_generations(r for r in finished if r.item_id in left))
 
     async def one(question: Question, unit: Unit) -> None:
         nonlocal done, tokens
-        result = await attempt_unit(engine, profile, question, unit, run_id, run_seed)
+        try:
+            result = await attempt_unit(engine, profile, question, unit, run_id, run_seed, cache)
+        finally:
+            left[question.id] -= 1
+            if cache is not None and not left[question.id]:
+                cache.forget(question.id)
         writer.add(result)
         done += 1
         tokens += result.completion_tokens
         if progress:
             progress(done, tokens)
 
-    todo = [(q, u) for q in questions for u in units if u.key(q) not in skip]
     try:
         await asyncio.gather(*(one(q, u) for q, u in todo))
     finally:
         # Whatever finished is kept, also when a dead engine aborts the rest.
         writer.flush()
     return len(todo)
+
+
+def cached_generations(
+    results: Iterable[UnitResult],
+) -> Iterator[tuple[CacheKey, Generation, float]]:
+    """The generations recorded in ``results``, as a shard's cache holds them.
+
+    Only calls recorded with the cache on carry their request digest and token ids; older
+    records (and runs without the cache) give nothing. Per-token logprobs are not kept in parts,
+    so a restored completion has none (its cumulative logprob is kept); no strategy reads them.
+    """
+    for result in results:
+        for call in result.calls:
+            if call.cache_key is None or call.token_ids is None:
+                continue
+            completion = Completion(
+                text=call.completion_text,
+                token_ids=tuple(call.token_ids),
+                finish_reason=cast(FinishReason, call.finish_reason),
+                stop_reason=call.stop_reason,
+                cumulative_logprob=call.cumulative_logprob,
+            )
+            key = (result.item_id, call.sample_index, call.cache_key)
+            yield key, Generation((completion,), call.prompt_tokens, call.latency_s), call.latency_s

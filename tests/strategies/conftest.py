@@ -8,6 +8,7 @@ Nothing here imports vllm: a fixture needs it only once a vLLM test asks for it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib.util
 import json
@@ -138,6 +139,23 @@ def reward_server(reward_server_started: Server) -> str:
         time.sleep(0.5)
     tail = server.log.read_text(errors="replace")[-3000:]
     pytest.fail(f"vllm serve not healthy after {SERVER_START_TIMEOUT_S}s:\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def deterministic_engine(request: pytest.FixtureRequest, shared_model_dir: Path) -> Iterator[Any]:
+    """A deterministic ``VLLMEngine`` on the session's tiny model (one sequence per step, no
+    prefix caching), for comparisons that must not depend on batching; closed after the module."""
+    from ttscale.engines.vllm import VLLMEngine
+
+    engines = _engines_conftest(request.config)
+    config = engines.TINY_ENGINE_CONFIG.model_copy(update={"deterministic": True})
+    loop = asyncio.new_event_loop()
+    engine = loop.run_until_complete(VLLMEngine.create(config, shared_model_dir))
+    try:
+        yield engines.EngineRunner(engine, loop)
+    finally:
+        loop.run_until_complete(engine.close())
+        loop.close()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ttscale.engines.base import Generation, SamplingSpec
+from ttscale.engines.base import Completion, Generation, SamplingSpec
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.errors import EngineRequestError
@@ -59,6 +59,16 @@ class CountingEngine(ScriptedEngine):
             )
         self.produced_tokens += sum(c.num_tokens for c in generation.completions)
         return generation
+
+    def prefix_completion(
+        self, completion: Completion, spec: SamplingSpec, max_tokens: int
+    ) -> Completion | None:
+        """The scripted cut, with this engine's own cumulative logprob (see ``vary_logprobs``)."""
+        cut = super().prefix_completion(completion, spec, max_tokens)
+        if cut is None or not self.vary_logprobs or cut is completion:
+            return cut
+        mean = -1.5 * random.Random(spec.seed).random()
+        return dataclasses.replace(cut, cumulative_logprob=mean * cut.num_tokens)
 
 
 def question(index: int = 0, language: str = "en") -> Question:

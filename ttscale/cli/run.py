@@ -143,9 +143,24 @@ def print_results(result: dict[str, Any]) -> None:
         f"ledger: {result['ledger']} (+{result['units_added']} units, "
         f"+{result['calls_added']} calls; {totals.get('completion_tokens', 0):,} completion "
         "tokens in this run)",
+        *generation_lines(result),
         *(f"report ({kind}): {uri}" for kind, uri in result["report"].items()),
     ):
         out.print(line, highlight=False, soft_wrap=True)
+
+
+def generation_lines(result: dict[str, Any]) -> list[str]:
+    """What the sample cache saved: tokens generated against tokens the units count."""
+    generated = result.get("generated") or {}
+    attributed = int(result.get("totals", {}).get("completion_tokens") or 0)
+    if not generated or not attributed:
+        return []
+    made = generated["tokens_generated"]
+    return [
+        f"generated: {made:,} completion tokens for the {attributed:,} the units count "
+        f"({1 - made / attributed:.0%} saved; {generated['calls_cached']:,} of "
+        f"{generated['calls']:,} calls served from the sample cache)"
+    ]
 
 
 def execute(request: Any) -> dict[str, Any]:

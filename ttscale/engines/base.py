@@ -119,3 +119,33 @@ class LocalTokenizer(ABC):
     async def achat_prompt(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """``chat_prompt``, as the ``Engine`` protocol asks for it."""
         return self.chat_prompt(messages)
+
+
+def capped_completion(
+    completion: Completion,
+    max_tokens: int,
+    text: str,
+    cumulative_logprob: float | None,
+    stop: Sequence[str],
+) -> Completion | None:
+    """The generic part of ``prefix_completion``: what a request capped at ``max_tokens`` would
+    have returned, given a completion of the same request with a larger cap; None if unsure.
+
+    A completion that ended on its own before the cap is returned whole. One that ran past the
+    cap is cut to its first ``max_tokens`` tokens (``text`` and ``cumulative_logprob`` are the
+    engine's for that cut). One that ended exactly at the cap, or by abort or the context
+    length, is ambiguous (stop and length race at the last token): None, so the caller generates.
+    """
+    n = completion.num_tokens
+    if n < max_tokens:
+        return completion if completion.finish_reason == "stop" else None
+    if n == max_tokens or any(s in text for s in stop):
+        return None
+    return Completion(
+        text=text,
+        token_ids=completion.token_ids[:max_tokens],
+        finish_reason="length",
+        stop_reason=None,
+        cumulative_logprob=cumulative_logprob,
+        token_logprobs=completion.token_logprobs[:max_tokens],
+    )

@@ -12,7 +12,13 @@ import re
 import zlib
 from collections.abc import Sequence
 
-from ttscale.engines.base import Completion, Generation, LocalTokenizer, SamplingSpec
+from ttscale.engines.base import (
+    Completion,
+    Generation,
+    LocalTokenizer,
+    SamplingSpec,
+    capped_completion,
+)
 from ttscale.engines.config import ScriptedEngineConfig
 
 _QUESTION = re.compile(r"What is (\d+) (plus|minus|times) (\d+)")
@@ -65,6 +71,14 @@ class ScriptedEngine(LocalTokenizer):
 
     async def close(self) -> None:
         return None
+
+    def prefix_completion(
+        self, completion: Completion, spec: SamplingSpec, max_tokens: int
+    ) -> Completion | None:
+        """What ``spec`` capped at ``max_tokens`` returns: the script does not depend on
+        ``max_tokens`` (one character, one token), so the cut is exact."""
+        text = self.decode(completion.token_ids[:max_tokens])
+        return capped_completion(completion, max_tokens, text, -0.1 * max_tokens, spec.stop)
 
     def _answer(self, prompt: str, rng: random.Random) -> int:
         match = _QUESTION.search(prompt)

@@ -22,6 +22,7 @@ from ttscale.engines.base import (
     Generation,
     LocalTokenizer,
     SamplingSpec,
+    capped_completion,
 )
 from ttscale.engines.config import VLLMEngineConfig
 from ttscale.errors import EngineDeadError, EngineRequestError
@@ -155,6 +156,35 @@ class VLLMEngine(LocalTokenizer):
         if isinstance(rendered, dict) or hasattr(rendered, "input_ids"):
             rendered = rendered["input_ids"]
         return [int(token) for token in rendered]
+
+    def prefix_completion(
+        self, completion: Completion, spec: SamplingSpec, max_tokens: int
+    ) -> Completion | None:
+        """What ``spec`` capped at ``max_tokens`` would have returned, or None if unsure.
+
+        A seeded request draws its tokens from its own generator, one per step, whatever its
+        cap, so its first ``max_tokens`` tokens and their logprobs are those of the longer one
+        (on a deterministic engine; batching may perturb logits either way). Only the text is
+        not in the output: it is decoded here, and trusted only where decoding reproduces the
+        engine's own text of the whole completion and the cut does not split a character.
+        """
+        if completion.num_tokens <= max_tokens:
+            return capped_completion(completion, max_tokens, completion.text, None, spec.stop)
+        ids, logprobs = completion.token_ids, completion.token_logprobs
+        if self.decode(ids) != completion.text:
+            return None
+        text = self.decode(ids[:max_tokens])
+        if not completion.text.startswith(text) or text.endswith("\ufffd"):
+            return None
+        cumulative: float | None = None
+        if completion.cumulative_logprob is not None:
+            if len(logprobs) != len(ids):
+                return None
+            # Summed in order from 0.0, as vLLM accumulates it, so the float is the same.
+            cumulative = 0.0
+            for logprob in logprobs[:max_tokens]:
+                cumulative += logprob
+        return capped_completion(completion, max_tokens, text, cumulative, spec.stop)
 
     def versions(self) -> dict[str, str]:
         """vllm and torch versions, model folder, dtype and device."""

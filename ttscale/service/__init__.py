@@ -18,6 +18,7 @@ from ttscale.service.batch import (
 from ttscale.service.context import RunContext, resolve_run
 from ttscale.service.layout import RunLayout, ShardLayout
 from ttscale.service.parts import PartWriter, part_objects, read_parts, settled_units
+from ttscale.service.policy_changes import PolicyChanges, policy_changes
 from ttscale.service.steps import (
     BatchPlan,
     IngestSummary,
@@ -37,6 +38,7 @@ __all__ = [
     "BatchPlan",
     "IngestSummary",
     "PartWriter",
+    "PolicyChanges",
     "PublishedReport",
     "RunContext",
     "RunLayout",
@@ -50,6 +52,7 @@ __all__ = [
     "log_shard",
     "part_objects",
     "plan_batch",
+    "policy_changes",
     "publish_report",
     "read_parts",
     "remove_stale_temporaries",

@@ -83,6 +83,7 @@ def batch_result(
         "units_added": ingested.units_added,
         "calls_added": ingested.calls_added,
         "totals": ingested.totals,
+        "generated": ingested.generated,
         "report": published.uris,
         "results": results_rows(published.report),
         "cutoffs": cutoff_rows(published.report),

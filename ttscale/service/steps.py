@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,8 +24,9 @@ from ttscale.runner import ProgressFn, run_shard_units
 from ttscale.schemas import BadRow, Question
 from ttscale.service.context import RunContext
 from ttscale.service.layout import ShardLayout
-from ttscale.service.parts import PartWriter, part_objects, read_parts, settled_units
+from ttscale.service.parts import PartWriter, generation_totals, part_objects, read_parts
 from ttscale.storage import ObjectStore
+from ttscale.strategies.sample_cache import SampleCache
 
 if TYPE_CHECKING:
     from ttscale.reports.model import Report
@@ -69,6 +71,9 @@ class IngestSummary:
     calls_added: int
     ledger_path: str
     totals: dict[str, Any] = field(default_factory=dict)
+    generated: dict[str, int] = field(default_factory=dict)
+    """``parts.generation_totals``: what the engine generated, read from the parts (the ledger
+    does not hold it yet)."""
 
 
 @dataclass
@@ -108,6 +113,12 @@ def shard_questions(ctx: RunContext, shard: ShardLayout) -> list[Question]:
     """The questions ``plan_batch`` wrote for ``shard``."""
     lines = ctx.output.read_bytes(shard.input).decode().splitlines()
     return [Question.model_validate_json(line) for line in lines if line.strip()]
+
+
+def sample_cache_enabled() -> bool:
+    """Whether shards share generations between units (``TTSCALE_SAMPLE_CACHE=0`` turns it off,
+    e.g. to measure the cost without it). Off or on, every unit's result is the same."""
+    return os.environ.get("TTSCALE_SAMPLE_CACHE", "1").strip().lower() not in {"0", "off", "false"}
 
 
 def plan_batch(ctx: RunContext, loaded: LoadedBatch | None = None) -> BatchPlan:
@@ -157,8 +168,11 @@ def run_shard(
             progress(len(shard_questions(ctx, shard)) * len(units), 0)
         return ShardSummary(shard.prefix, 0, 0, skipped_whole=True)
     questions = shard_questions(ctx, shard)
-    # Errored units that a retry may fix are not finished: this attempt runs them again.
-    finished = settled_units(store, shard)
+    # Every record of earlier attempts: the settled units are skipped, and all of them (errored
+    # ones too) refill the shard's sample cache. Errored units that a retry may fix are not
+    # finished: this attempt runs them again.
+    earlier = [result for _, results in read_parts(store, shard) for result in results]
+    finished = {result.key for result in earlier if result.settled}
     if progress:
         # Resumed units count as done, so a resumed run's progress starts where it stopped.
         resumed, report_progress = len(finished), progress
@@ -181,6 +195,8 @@ def run_shard(
             skip=finished,
             writer=writer,
             progress=progress,
+            cache=SampleCache() if sample_cache_enabled() else None,
+            finished=earlier,
         )
         return ran, {"engine": engine.name, "versions": engine.versions()}
 
@@ -290,6 +306,7 @@ def ingest(ctx: RunContext, plan: BatchPlan, flow_run_id: str | None = None) -> 
         calls,
         ledger.spec.display,
         dict(zip(names, rows[0], strict=True)),
+        generation_totals(store, plan.shards),
     )
 
 

@@ -6,6 +6,7 @@ exactly once, kept or discarded, with its token split into thinking and answer t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from ttscale.engines.base import Completion, Engine, SamplingSpec
+from ttscale.engines.base import Completion, Engine, Generation, SamplingSpec
 from ttscale.errors import EngineDeadError, EngineRequestError, EngineUnreachableError
 from ttscale.prompts import ModelProfile
 from ttscale.retry import async_retrying, policy_named
+from ttscale.strategies.sample_cache import SampleCache, Served, prefix_cut, request_digest
 from ttscale.strategies.scorers import Scorer, make_scorer
 
 if TYPE_CHECKING:
@@ -81,6 +83,17 @@ class CallRecord:
     score: float | None
     extracted_answer: str | None
     completion_text: str
+    # Added with the sample cache; older parts lack them (read as the defaults).
+    cached: bool = False
+    """Served from the run's sample cache: generated once for another call (or as a prefix of
+    a longer one); its tokens still count as the unit's (``completion_tokens``)."""
+    generated_tokens: int | None = None
+    """Tokens the engine generated that this call accounts for: each generation is counted on
+    one call only. None in older parts, where it equals ``completion_tokens``."""
+    cache_key: str | None = None
+    """Digest of the request (``sample_cache.request_digest``), for a resumed shard's cache."""
+    token_ids: list[int] | None = None
+    """The generated ids, kept (with the cache on) so a resumed shard can serve them again."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,9 @@ class StrategyContext:
     """One item × strategy × budget: the engine, prompts, and the record of every call.
 
     ``scorers`` makes the scorer a config names (``scorers.make_scorer`` by default); replay
-    passes one that serves stored scores, as its engine serves stored samples.
+    passes one that serves stored scores, as its engine serves stored samples. ``cache`` is the
+    shard's sample cache (the runner's), shared by every unit of the shard; None generates
+    every request.
     """
 
     def __init__(
@@ -117,8 +132,10 @@ class StrategyContext:
         budget: int,
         run_seed: int,
         scorers: Callable[[ScorerConfig], Scorer] = make_scorer,
+        cache: SampleCache | None = None,
     ) -> None:
         self.engine = engine
+        self.cache = cache
         self.scorers = scorers
         self.profile = profile
         self.question = question
@@ -158,6 +175,47 @@ class StrategyContext:
                 lo = mid + 1
         return lo, n - lo
 
+    async def _engine_generate(
+        self, prompt_ids: Sequence[int], spec: SamplingSpec
+    ) -> tuple[Generation, float]:
+        """One request to the engine, retried (policy "engine"), and its wall time."""
+        started = time.perf_counter()
+        try:
+            async for attempt in async_retrying("engine", (EngineRequestError,)):
+                with attempt:
+                    generation = await self.engine.generate(prompt_ids, spec)
+        except EngineUnreachableError as error:
+            # Nobody answered through every retry: the engine is gone, not this request.
+            attempts = policy_named("engine").max_attempts()
+            raise EngineDeadError(
+                f"engine unreachable after {attempts} attempts: {error}"
+            ) from error
+        return generation, time.perf_counter() - started
+
+    async def _served(
+        self, prompt_ids: Sequence[int], spec: SamplingSpec, sample_index: int, longest: int | None
+    ) -> tuple[Served, str | None]:
+        """The request through the shard's cache (or the engine), and its digest."""
+        if self.cache is None:
+            generation, latency = await self._engine_generate(prompt_ids, spec)
+            tokens = generation.completions[0].num_tokens
+            return Served(generation, latency, False, tokens), None
+        digest = request_digest(prompt_ids, spec)
+        key = (self.question.id, sample_index, digest)
+        if longest is not None and longest > spec.max_tokens:
+            long_spec = dataclasses.replace(spec, max_tokens=longest)
+            long_key = (self.question.id, sample_index, request_digest(prompt_ids, long_spec))
+            served = await self.cache.serve_prefix(
+                key,
+                long_key,
+                spec.max_tokens,
+                lambda: self._engine_generate(prompt_ids, long_spec),
+                lambda completion, cap: prefix_cut(self.engine, completion, long_spec, cap),
+            )
+            if served is not None:
+                return served, digest
+        return await self.cache.serve(key, lambda: self._engine_generate(prompt_ids, spec)), digest
+
     async def generate(
         self,
         prompt_ids: Sequence[int],
@@ -166,11 +224,16 @@ class StrategyContext:
         sample_index: int,
         phase: str,
         extract: Callable[[str], str | None] | None = None,
+        longest: int | None = None,
     ) -> Completion:
         """Generate one completion (``spec.n`` must be 1) and record it.
 
         Recoverable engine errors are retried (the "engine" policy of ``ttscale.retry``); a failed
-        attempt returned no tokens, so nothing is recorded for it.
+        attempt returned no tokens, so nothing is recorded for it. With the shard's cache, a
+        request another unit already made is served from it; ``longest`` says the same request
+        is also made with ``max_tokens=longest`` (a larger budget of the sweep), so this one may
+        be served as that one's first ``spec.max_tokens`` tokens where the engine can tell that
+        this is exactly what it would have generated.
         """
         if spec.n != 1:
             raise ValueError("StrategyContext.generate draws one completion per call")
@@ -187,17 +250,8 @@ class StrategyContext:
             seed=seed,
             logprobs=spec.logprobs,
         )
-        started = time.perf_counter()
-        try:
-            async for attempt in async_retrying("engine", (EngineRequestError,)):
-                with attempt:
-                    generation = await self.engine.generate(prompt_ids, spec)
-        except EngineUnreachableError as error:
-            # Nobody answered through every retry: the engine is gone, not this request.
-            attempts = policy_named("engine").max_attempts()
-            raise EngineDeadError(
-                f"engine unreachable after {attempts} attempts: {error}"
-            ) from error
+        served, digest = await self._served(prompt_ids, spec, sample_index, longest)
+        generation = served.generation
         completion = generation.completions[0]
         thinking, answer = await self.split_tokens(completion, phase)
         self.calls.append(
@@ -211,13 +265,17 @@ class StrategyContext:
                 answer_tokens=answer,
                 finish_reason=completion.finish_reason,
                 stop_reason=None if completion.stop_reason is None else str(completion.stop_reason),
-                latency_s=time.perf_counter() - started,
+                latency_s=served.latency_s,
                 used=True,
                 seed=seed,
                 cumulative_logprob=completion.cumulative_logprob,
                 score=None,
                 extracted_answer=extract(completion.text) if extract else None,
                 completion_text=completion.text,
+                cached=served.cached,
+                generated_tokens=served.generated_tokens,
+                cache_key=digest,
+                token_ids=None if digest is None else list(completion.token_ids),
             )
         )
         return completion

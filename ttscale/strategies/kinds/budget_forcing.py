@@ -86,6 +86,7 @@ async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> O
         ctx, forcing.system_extra, ctx.profile.thinking_prefix + forcing.thinking_prefix
     )
     delimiter = ctx.profile.end_of_thinking
+    largest = max(config.budgets())
     thinking_ids: list[int] = []
     spent = 0
     extensions_used = 0
@@ -101,6 +102,9 @@ async def budget_forcing(ctx: StrategyContext, config: BudgetForcingConfig) -> O
             ),
             sample_index=0,
             phase="thinking" if extensions_used == 0 else "extension",
+            # The sweep's largest budget makes the same request with more room: with the shard's
+            # cache, this one is that one's first tokens (exactly, or generated if unsure).
+            longest=largest - spent,
         )
         spent += completion.num_tokens
         if completion.finish_reason == "length":

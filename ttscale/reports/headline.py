@@ -105,7 +105,7 @@ def _slice_headline(s: SliceReport) -> SliceHeadline:
         best = max(s.curves, key=lambda p: (p.accuracy, -p.mean_completion_tokens), default=None)
         observed = (
             None
-            if best is None
+            if best is None or best.accuracy == 0  # nothing right: no point is "best"
             else f"{best.strategy} at budget {best.budget}: accuracy {pct(best.accuracy)} "
             f"(95% CI {pct(best.accuracy_low)}–{pct(best.accuracy_high)}), "
             f"{best.mean_completion_tokens:,.0f} tokens/item"

@@ -162,7 +162,6 @@ def unreachable_s3(monkeypatch: pytest.MonkeyPatch) -> str:
 
 # Tests that need real vLLM, the browser or SeaweedFS (by node id prefix; a module's prefix takes
 # all of its tests). They carry the ``required`` marker; a test can also be marked by hand.
-# Nothing here needs a live Postgres (tests/infra only checks manifests that mention one).
 REQUIRED_IN_CI: dict[str, str] = {
     "tests/engines/": "needs real vLLM",
     "tests/strategies/test_strategies_vllm": "needs real vLLM (in-process and vllm serve)",
@@ -179,6 +178,7 @@ REQUIRED_IN_CI: dict[str, str] = {
     ),
     "tests/service/test_run_form.py": "needs the browser (chromium)",
     "tests/service/test_seaweedfs.py": "needs SeaweedFS (weed)",
+    "tests/ledger/test_lake_concurrency.py": "needs PostgreSQL (initdb, pg_ctl) for its Postgres cases",
     "tests/reliability/test_real_outages.py": "needs real vLLM (vllm serve) and SeaweedFS (weed)",
 }
 

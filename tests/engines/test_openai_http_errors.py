@@ -8,15 +8,13 @@ the strategy context retries); any other 4xx is a rejection, sent once.
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from json_server import json_server
 
 from ttscale.engines.base import SamplingSpec
 from ttscale.engines.config import OpenAIEngineConfig
@@ -51,29 +49,12 @@ class Script:
 def server() -> Iterator[tuple[str, Script]]:
     script = Script()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            time.sleep(script.delay_s)
-            status, body = script.answer(self.path)
-            content = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
+    def answer(path: str, body: bytes) -> tuple[int, Any]:
+        time.sleep(script.delay_s)
+        return script.answer(path)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", script
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with json_server(answer) as url:
+        yield url, script
 
 
 def _engine(base_url: str) -> OpenAICompatibleEngine:

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from json_server import json_server
 
 from ttscale.engines.config import OpenAIEngineConfig
 from ttscale.engines.openai import OpenAICompatibleEngine
@@ -71,31 +70,16 @@ def _answer(path: str, body: dict[str, Any]) -> dict[str, Any]:
 def server() -> Iterator[tuple[str, Tokenizing]]:
     seen = Tokenizing()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-            arrived = Ticks.count
-            if self.path != "/v1/completions":
-                time.sleep(TOKENIZER_DELAY_S)
-                seen.requests.append((self.path, arrived, Ticks.count))
-            content = json.dumps(_answer(self.path, body)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
+    def answer(path: str, raw: bytes) -> tuple[int, Any]:
+        body = json.loads(raw)
+        arrived = Ticks.count
+        if path != "/v1/completions":
+            time.sleep(TOKENIZER_DELAY_S)
+            seen.requests.append((path, arrived, Ticks.count))
+        return 200, _answer(path, body)
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", seen
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with json_server(answer) as url:
+        yield url, seen
 
 
 def test_tokenizer_calls_of_strategies_do_not_block_the_event_loop(

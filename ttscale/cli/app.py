@@ -35,9 +35,14 @@ data_app = typer.Typer(
     help="Convert public question sets to ttscale's input format.", no_args_is_help=True
 )
 runs_app = typer.Typer(help="Runs in the ledger.")
+pool_app = typer.Typer(
+    help="Sample pools made by other tools, as runs `ttscale replay` serves.",
+    no_args_is_help=True,
+)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+app.add_typer(pool_app, name="pool")
 console = Console(stderr=True)
 # A DuckLake: SQLite catalog here, its Parquet files in ttscale-out/ledger.sqlite.files/.
 DEFAULT_LEDGER = "ttscale-out/ledger.sqlite"

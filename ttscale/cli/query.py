@@ -1,4 +1,4 @@
-"""Commands that read the ledger: sql, report, replay."""
+"""Commands that read the ledger: sql, report, runs (replay is in replay.py)."""
 
 from __future__ import annotations
 
@@ -165,80 +165,3 @@ def runs_show(
 
 def _rounded(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(round(v, 4) if isinstance(v, float) else v for v in row)
-
-
-@app.command("replay")
-@guarded
-def replay_command(
-    run_id: Annotated[str, typer.Argument(help="The run whose samples form the pool.")],
-    strategy: Annotated[
-        str,
-        typer.Option(
-            help="The strategy as KIND:key=value,... (as in ttscale run) or as JSON; "
-            "its budgets are replayed."
-        ),
-    ],
-    ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
-    pool_strategy: Annotated[
-        str, typer.Option(help="Unit whose samples form the pool.")
-    ] = "majority",
-    pool_budget: Annotated[
-        int | None, typer.Option(help="That unit's N (default: its largest).")
-    ] = None,
-    order: Annotated[str, typer.Option(help="recorded or permutation.")] = "recorded",
-    seed: Annotated[int, typer.Option(help="Permutation seed.")] = 0,
-) -> None:
-    """Replay a strategy on an earlier run's samples: no engine, no new GPU time.
-
-    Example:
-
-      ttscale replay run-1a2b3c4d5e6f --strategy esc:n=4,8,window=2
-
-      ttscale replay run-1a2b3c4d5e6f --strategy '{"kind": "adaptive_consistency", "n": [8]}'
-    """
-    from collections import Counter
-
-    from pydantic import TypeAdapter
-
-    from ttscale.ledger.readers import sample_pool_rows
-    from ttscale.strategies.config import StrategyConfig
-    from ttscale.strategies.replay import SamplePool, replay
-
-    if order not in ("recorded", "permutation"):
-        raise fail(f"--order must be recorded or permutation, not {order!r}", 2)
-    adapter = TypeAdapter(StrategyConfig)
-    if strategy.lstrip().startswith("{"):
-        config = adapter.validate_json(strategy)
-    else:
-        from ttscale.cli.specs import parse_strategy
-
-        config = adapter.validate_python(parse_strategy(strategy))
-    try:
-        pool = SamplePool.from_rows(
-            run_id, sample_pool_rows(ledger, run_id, pool_strategy, pool_budget)
-        )
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
-    rows = []
-    for budget in config.budgets():
-        try:
-            results = replay(config, pool, budget, order, seed)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise fail(str(exc), 2) from None
-        n = len(results)
-        reasons = Counter(r.stop_reason for r in results)
-        rows.append((
-            config.kind, budget, n, round(sum(r.correct for r in results) / n, 4),
-            round(sum(r.completion_tokens for r in results) / n, 1),
-            round(sum(r.samples_used for r in results) / n, 2), dict(reasons),
-        ))  # fmt: skip
-    names = [
-        "strategy",
-        "budget",
-        "items",
-        "accuracy",
-        "tokens_per_item",
-        "samples_used",
-        "stop_reasons",
-    ]
-    print_rows(names, rows, "table")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -119,7 +119,9 @@ class StrategyContext:
     ``scorers`` makes the scorer a config names (``scorers.make_scorer`` by default); replay
     passes one that serves stored scores, as its engine serves stored samples. ``cache`` is the
     shard's sample cache (the runner's), shared by every unit of the shard; None generates
-    every request.
+    every request. ``stored_answers`` (completion text → answer) is what replay of an imported
+    pool passes when the tool that made the pool extracted the answers: strategies then vote on
+    those (``common.extractor``) instead of re-reading the text under ttscale's rules.
     """
 
     def __init__(
@@ -133,9 +135,11 @@ class StrategyContext:
         run_seed: int,
         scorers: Callable[[ScorerConfig], Scorer] = make_scorer,
         cache: SampleCache | None = None,
+        stored_answers: Mapping[str, str | None] | None = None,
     ) -> None:
         self.engine = engine
         self.cache = cache
+        self.stored_answers = stored_answers
         self.scorers = scorers
         self.profile = profile
         self.question = question

@@ -22,8 +22,12 @@ async def question_prompt(
 
 
 def extractor(ctx: StrategyContext) -> Callable[[str], str | None]:
-    """Answer extraction under the item's dataset rules."""
+    """Answer extraction under the item's dataset rules, or, for a text the context has a stored
+    answer for (``StrategyContext.stored_answers``: an imported pool's own), that answer."""
     dataset = ctx.question.dataset
+    stored = ctx.stored_answers
+    if stored:
+        return lambda text: stored[text] if text in stored else extract_answer(text, dataset)
     return lambda text: extract_answer(text, dataset)
 
 

@@ -130,9 +130,18 @@ class RewardModelScorerConfig(_ScorerBase):
     timeout_s: float = Field(120.0, gt=0, title="Request timeout (s)")
 
 
+class StoredScorerConfig(_ScorerBase):
+    """The scores stored with each sample of a replayed pool (an imported pool's reward-model
+    scores, say), as the pool gives them: replay only, a live run has none to read."""
+
+    model_config = ConfigDict(title="Stored scores (replay)")
+
+    kind: Literal["stored"] = Field("stored", title="Scorer kind")
+
+
 # A self-certainty scorer needs per-position top-k logprobs, which no engine returns yet: it is
 # not offered until one does (its formula is in scorers.self_certainty).
-ScorerConfig = MeanLogprobScorerConfig | RewardModelScorerConfig
+ScorerConfig = MeanLogprobScorerConfig | RewardModelScorerConfig | StoredScorerConfig
 """Any scorer's settings, told apart by ``kind`` (a plain union: see the module docstring)."""
 
 

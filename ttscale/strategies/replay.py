@@ -72,6 +72,9 @@ class PoolItem:
     """(strategy, budget) of the unit the samples came from."""
     question: str = ""
     """The question text, when the rows carry it (a stored-score scorer does not read it)."""
+    answers_stored: bool = False
+    """The samples' answers were extracted by the tool that made the pool (an imported pool):
+    strategies vote on them instead of re-reading the texts under ttscale's rules."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,13 @@ class SamplePool:
     items: tuple[PoolItem, ...]
 
     @classmethod
-    def from_rows(cls, run_id: str, rows: Iterable[Mapping[str, Any]]) -> SamplePool:
+    def from_rows(
+        cls, run_id: str, rows: Iterable[Mapping[str, Any]], *, answers_stored: bool = False
+    ) -> SamplePool:
         """From call rows (ledger columns plus dataset and gold). Per item, the unit with the
         most samples is used (ties: the first in (strategy, budget) order): units of one run
-        share their samples' seeds, so the largest unit contains the smaller ones."""
+        share their samples' seeds, so the largest unit contains the smaller ones.
+        ``answers_stored``: the rows' ``extracted_answer`` is the pool's own (``PoolItem``)."""
         groups: dict[str, dict[tuple[str, int], list[Mapping[str, Any]]]] = {}
         for row in rows:
             unit = (str(row["strategy"]), int(row["budget"]))
@@ -114,6 +120,7 @@ class SamplePool:
                     samples,
                     unit,
                     str(first.get("question") or ""),
+                    answers_stored,
                 )
             )
         return cls(run_id, tuple(items))
@@ -207,12 +214,25 @@ class _StoredScorer:
         if stored is not None:
             return stored
         if self._fallback is None:
-            raise ValueError(f"pool has no stored {self.name} scores for {self.item_id}")
+            what = "scores" if self.name == "stored" else f"{self.name} scores"
+            raise ValueError(f"the pool holds no stored {what} for item {self.item_id}")
         return await self._fallback.score(question, completion)
 
     async def aclose(self) -> None:
         if self._fallback is not None:
             await self._fallback.aclose()
+
+
+def _stored_answers(item: PoolItem) -> dict[str, str | None]:
+    """Completion text → the pool's answer; one text given two answers is refused."""
+    answers: dict[str, str | None] = {}
+    for sample in item.samples:
+        if answers.setdefault(sample.text, sample.answer) != sample.answer:
+            raise ValueError(
+                f"item {item.item_id}: one completion text has two stored answers "
+                f"({answers[sample.text]!r} and {sample.answer!r})"
+            )
+    return answers
 
 
 async def replay_item(
@@ -237,6 +257,8 @@ async def replay_item(
     def scorers(scorer: ScorerConfig) -> Scorer:
         return _StoredScorer(engine, scorer, item.item_id)
 
+    stored_answers = _stored_answers(item) if item.answers_stored else None
+
     question = Question(
         id=item.item_id,
         question=item.question or f"(stored item {item.item_id})",
@@ -252,6 +274,7 @@ async def replay_item(
         budget=budget,
         run_seed=run_seed,
         scorers=scorers,
+        stored_answers=stored_answers,
     )
     outcome = await entry.run(ctx, config)
     return ReplayResult(

@@ -25,6 +25,7 @@ from ttscale.strategies.config import (
     MeanLogprobScorerConfig,
     RewardModelScorerConfig,
     ScorerConfig,
+    StoredScorerConfig,
 )
 
 
@@ -201,9 +202,28 @@ class RewardModelScorer:
         return self.parse(response.json())
 
 
+class StoredScorer:
+    """Scores that came with a pool. Replay serves them (``strategies.replay``); a live run has
+    none, so scoring with this raises."""
+
+    name = "stored"
+
+    def __init__(self, config: StoredScorerConfig) -> None:
+        self.config = config
+
+    async def score(self, question: str, completion: Completion) -> float:
+        raise ConfigError(
+            "scorer 'stored' reads the scores stored with a pool: use it with `ttscale replay`"
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
 SCORERS: dict[str, Callable[[Any], Scorer]] = {
     "mean_logprob": MeanLogprobScorer,
     "reward_model": RewardModelScorer,
+    "stored": StoredScorer,
 }
 
 

@@ -74,6 +74,11 @@ def pool_import(
             f"grading: the pool's verdict and ttscale's disagree on {pool['verdict_disagreements']}"
             f" of {pool['graded_samples']} samples (ttscale's grading decides accuracy)"
         )
+    if pool["merged_answer_items"]:
+        lines.append(
+            f"{pool['merged_answer_items']} items have answers that differ as text but vote "
+            "together under ttscale's rules (a tool voting on exact text counts them apart)"
+        )
     if pool.get("pool_majority_at_k"):
         figures = ", ".join(f"maj@{k} {v:.4f}" for k, v in pool["pool_majority_at_k"].items())
         lines.append(f"the pool's own (its rule): {figures}")

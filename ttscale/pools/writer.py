@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ttscale.errors import ConfigError, InputError
-from ttscale.grading import extract_answer, is_correct
+from ttscale.grading import canonical_answer, extract_answer, is_correct
 from ttscale.ledger import Ledger
 from ttscale.ledger.staging import RunRow
 from ttscale.pools import FORMATS
@@ -122,9 +122,18 @@ def parse_pool(data: bytes, uri: str, fmt: PoolFormat, dataset: str | None) -> P
     return parsed
 
 
+NO_ANSWER = "[no answer]"
+"""A sample the tool found no answer in ("" in Qwen's ``pred``). The tools that store answers
+vote on it like any other (Qwen's maj@k counts "" as a group; lm-eval's majority filter counts
+"[invalid]"), so an imported pool keeps it as this answer, which no gold equals, and replay's
+votes match the tool's. ttscale's own extraction finding nothing is no answer (None)."""
+
+
 def _answer(stored: str | None, text: str, dataset: str) -> str | None:
     """The sample's answer: the pool's own where it stores one, else ttscale's extraction."""
-    answer = stored if stored is not None else extract_answer(text, dataset)
+    if stored is not None:
+        return stored if stored.strip() else NO_ANSWER
+    answer = extract_answer(text, dataset)
     return answer if answer is not None and answer.strip() else None
 
 
@@ -222,6 +231,7 @@ def _verdicts(parsed: ParsedPool, fmt: PoolFormat) -> dict[str, Any]:
                          "gold": question.answer, "pool": sample.verdict, "ttscale": ours}
                     )  # fmt: skip
     summary: dict[str, Any] = {
+        "merged_answer_items": _merged_answer_items(parsed),
         "graded_samples": graded,
         "verdict_disagreements": disagree,
         "disagreement_examples": examples,
@@ -247,6 +257,18 @@ def _verdicts(parsed: ParsedPool, fmt: PoolFormat) -> dict[str, Any]:
             for k in ks
         }
     return summary
+
+
+def _merged_answer_items(parsed: ParsedPool) -> int:
+    """Items where two different stored answers vote together under ttscale's dataset rules
+    ("0.5" and "\\frac{1}{2}"), which a tool voting on exact strings counts apart: there its
+    maj@k and replay's may differ."""
+    merged = 0
+    for item, question in parsed.items:
+        answers = {s.answer for s in item.samples if s.answer and s.answer.strip()}
+        keys = {canonical_answer(a, question.dataset) for a in answers}
+        merged += len(keys) < len(answers)
+    return merged
 
 
 def read_pool(source: str) -> bytes:

@@ -61,6 +61,9 @@ def test_generic_pool(tmp_path: Path, tokenizer: Path) -> None:
         3: 1.0,
     }
     assert accuracy(replay_json(run_id, ledger, "weighted_vote:n=3,scorer.kind=stored")) == {3: 1.0}
+    # The pool's scores are not mean token probabilities: only scorer kind "stored" reads them.
+    mislabelled = cli("replay", run_id, "--ledger", str(ledger), "--strategy", "best_of_n:n=2")
+    assert mislabelled.exit_code == 2 and "to scorer kind 'stored' only" in mislabelled.output
     # The line's dataset decides its grading rules; --dataset fills in for the line without one.
     assert query(ledger, "SELECT item_id, dataset FROM items ORDER BY 1") == [
         ("g1", "gsm8k"),

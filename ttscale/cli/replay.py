@@ -68,7 +68,7 @@ def replay_command(
 
     from ttscale.ledger import Ledger
     from ttscale.ledger.readers import sample_pool_rows
-    from ttscale.pools.writer import pool_answers_stored
+    from ttscale.pools.writer import imported_pool
     from ttscale.strategies.config import StrategyConfig
     from ttscale.strategies.replay import SamplePool, replay
 
@@ -83,12 +83,12 @@ def replay_command(
 
         config = adapter.validate_python(parse_strategy(strategy))
     with Ledger(ledger, read_only=True) as led:
-        answers_stored = pool_answers_stored(led, run_id)
+        imported, answers_stored = imported_pool(led, run_id)
         try:
             rows = sample_pool_rows(led, run_id, pool_strategy, pool_budget)
         except ValueError as exc:
             raise fail(str(exc), 2) from None
-    pool = SamplePool.from_rows(run_id, rows, answers_stored=answers_stored)
+    pool = SamplePool.from_rows(run_id, rows, answers_stored=answers_stored, imported=imported)
     table = []
     for budget in config.budgets():
         try:

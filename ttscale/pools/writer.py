@@ -200,6 +200,7 @@ async def _units(
             source=(POOL_STRATEGY, len(calls)),
             question=question.question,
             answers_stored=answers_stored,
+            imported=True,
         )
         n = len(calls)
         result = await replay_item(MajorityConfig(n=[n]), pool_item, n)
@@ -367,10 +368,10 @@ def _item_metadata(question: Question, item: ImportedItem) -> dict[str, Any]:
     return metadata
 
 
-def pool_answers_stored(ledger: Ledger, run_id: str) -> bool:
-    """Whether ``run_id`` is an imported pool whose answers are the tool's own (replay votes on
-    them rather than re-reading the texts)."""
+def imported_pool(ledger: Ledger, run_id: str) -> tuple[bool, bool]:
+    """(imported, answers stored): whether ``run_id`` is an imported pool, and whether its
+    answers are the tool's own (replay votes on them rather than re-reading the texts)."""
     _, rows = ledger.query("SELECT engine_kind, request_json FROM runs WHERE run_id = ?", [run_id])
     if not rows or rows[0][0] != "pool":
-        return False
-    return bool(json.loads(rows[0][1]).get("pool", {}).get("answers") == "pool")
+        return False, False
+    return True, json.loads(rows[0][1]).get("pool", {}).get("answers") == "pool"

@@ -75,6 +75,9 @@ class PoolItem:
     answers_stored: bool = False
     """The samples' answers were extracted by the tool that made the pool (an imported pool):
     strategies vote on them instead of re-reading the texts under ttscale's rules."""
+    imported: bool = False
+    """The pool came from another tool (``ttscale pool import``): its stored scores are whatever
+    that tool scored with, so only scorer kind ``stored`` serves them."""
 
 
 @dataclass(frozen=True)
@@ -86,12 +89,17 @@ class SamplePool:
 
     @classmethod
     def from_rows(
-        cls, run_id: str, rows: Iterable[Mapping[str, Any]], *, answers_stored: bool = False
+        cls,
+        run_id: str,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        answers_stored: bool = False,
+        imported: bool = False,
     ) -> SamplePool:
         """From call rows (ledger columns plus dataset and gold). Per item, the unit with the
         most samples is used (ties: the first in (strategy, budget) order): units of one run
         share their samples' seeds, so the largest unit contains the smaller ones.
-        ``answers_stored``: the rows' ``extracted_answer`` is the pool's own (``PoolItem``)."""
+        ``answers_stored``, ``imported``: as on ``PoolItem``."""
         groups: dict[str, dict[tuple[str, int], list[Mapping[str, Any]]]] = {}
         for row in rows:
             unit = (str(row["strategy"]), int(row["budget"]))
@@ -121,6 +129,7 @@ class SamplePool:
                     unit,
                     str(first.get("question") or ""),
                     answers_stored,
+                    imported,
                 )
             )
         return cls(run_id, tuple(items))
@@ -203,13 +212,21 @@ def _engine_for(item: PoolItem, order: Order, seed: int) -> tuple[ReplayEngine, 
 class _StoredScorer:
     """The score stored with each served sample; without one, a scorer that needs nothing else."""
 
-    def __init__(self, engine: ReplayEngine, config: ScorerConfig, item_id: str) -> None:
+    def __init__(
+        self, engine: ReplayEngine, config: ScorerConfig, item_id: str, imported: bool = False
+    ) -> None:
         self.name: str = config.kind
         self.engine = engine
         self.item_id = item_id
+        self.imported = imported
         self._fallback = make_scorer(config) if config.kind in _OFFLINE_SCORERS else None
 
     async def score(self, question: str, completion: Completion) -> float:
+        if self.imported and self.name != "stored":
+            raise ValueError(
+                f"item {self.item_id}: an imported pool's scores are served to scorer kind "
+                f"'stored' only (scorer.kind=stored), not to {self.name!r}"
+            )
         stored = self.engine.stored_score(completion)
         if stored is not None:
             return stored
@@ -255,7 +272,7 @@ async def replay_item(
     engine, run_seed = _engine_for(item, order, seed)
 
     def scorers(scorer: ScorerConfig) -> Scorer:
-        return _StoredScorer(engine, scorer, item.item_id)
+        return _StoredScorer(engine, scorer, item.item_id, item.imported)
 
     stored_answers = _stored_answers(item) if item.answers_stored else None
 

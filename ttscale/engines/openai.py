@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from ttscale.engines.base import Completion, FinishReason, Generation, SamplingSpec
+from ttscale.engines.base import Completion, FinishReason, Generation, SamplingSpec, TopLogprobs
 from ttscale.engines.config import OpenAIEngineConfig
 from ttscale.errors import (
     ConfigError,
@@ -79,6 +79,9 @@ class OpenAICompatibleEngine:
         self._loop_client: _LoopClient | None = None
         self._sync_client: httpx.Client | None = None
         self._local_tokenizer: Any = _load_tokenizer(tokenizer_path) if tokenizer_path else None
+        self.vocab_size: int | None = config.vocab_size
+        if self.vocab_size is None and self._local_tokenizer is not None:
+            self.vocab_size = len(self._local_tokenizer)
         self._server_version: str | None = None
         # Strategies encode the same cues (" Wait", "Final Answer:") over and over.
         self._token_cache: dict[str, tuple[int, ...]] = {}
@@ -103,10 +106,11 @@ class OpenAICompatibleEngine:
         }
         if spec.seed is not None:
             payload["seed"] = spec.seed
-        if spec.logprobs:
-            # 0 = just the sampled token's logprob; tokens as "token_id:N" are a second source
-            # of the exact ids for servers that ignore return_token_ids.
-            payload["logprobs"] = 0
+        if spec.logprobs or spec.top_logprobs:
+            # 0 = just the sampled token's logprob, k adds the k most likely tokens'; tokens as
+            # "token_id:N" are a second source of the exact ids for servers that ignore
+            # return_token_ids.
+            payload["logprobs"] = spec.top_logprobs
             payload["return_tokens_as_token_ids"] = True
         state = self._client()
         async with state.slots:
@@ -115,7 +119,7 @@ class OpenAICompatibleEngine:
             latency = time.perf_counter() - started
         try:
             choices = sorted(body["choices"], key=lambda choice: choice["index"])
-            completions = tuple(self._completion(choice, spec.logprobs) for choice in choices)
+            completions = tuple(self._completion(choice, spec) for choice in choices)
             prompt_tokens = int(body.get("usage", {}).get("prompt_tokens", len(prompt_ids)))
         except (KeyError, TypeError, ValueError) as error:
             raise EngineRequestError(
@@ -127,7 +131,7 @@ class OpenAICompatibleEngine:
             )
         return Generation(completions=completions, prompt_tokens=prompt_tokens, latency_s=latency)
 
-    def _completion(self, choice: dict[str, Any], logprobs: bool) -> Completion:
+    def _completion(self, choice: dict[str, Any], spec: SamplingSpec) -> Completion:
         logprob_block = choice.get("logprobs") or {}
         token_ids = choice.get("token_ids")
         if token_ids is None:
@@ -143,9 +147,10 @@ class OpenAICompatibleEngine:
             raise EngineRequestError(f"{self.name}: the server failed the request internally")
         token_logprobs: tuple[float, ...] = ()
         cumulative: float | None = None
-        if logprobs and logprob_block.get("token_logprobs") is not None:
+        if spec.logprobs and logprob_block.get("token_logprobs") is not None:
             token_logprobs = tuple(float(value) for value in logprob_block["token_logprobs"])
             cumulative = sum(token_logprobs)
+        top_logprobs = _top_logprobs(logprob_block, spec.top_logprobs, len(token_ids))
         return Completion(
             text=str(choice.get("text") or ""),
             token_ids=tuple(int(token) for token in token_ids),
@@ -153,6 +158,8 @@ class OpenAICompatibleEngine:
             stop_reason=choice.get("stop_reason"),
             cumulative_logprob=cumulative,
             token_logprobs=token_logprobs,
+            top_logprobs=top_logprobs,
+            vocab_size=self.vocab_size if top_logprobs else None,
         )
 
     # -- tokenizer ----------------------------------------------------------------------------
@@ -332,6 +339,24 @@ class OpenAICompatibleEngine:
     def _redact(self, message: str) -> str:
         """``message`` without the API key, should a server or proxy ever echo it."""
         return message.replace(self._api_key, "***") if self._api_key else message
+
+
+def _top_logprobs(block: dict[str, Any], k: int, tokens: int) -> tuple[TopLogprobs, ...]:
+    """The ``k`` largest logprobs per position of a completions ``logprobs`` block.
+
+    The server lists the top k by token text, plus the sampled token when it ranks lower: the k
+    largest values are the top k either way. ``ValueError`` (a malformed response) when the
+    positions do not match the generated tokens.
+    """
+    if not k:
+        return ()
+    positions = block.get("top_logprobs")
+    if positions is None or len(positions) != tokens:
+        raise ValueError(f"asked for top {k} logprobs of {tokens} tokens, got {positions!r:.80}")
+    return tuple(
+        tuple(sorted((float(v) for v in position.values()), reverse=True)[:k])
+        for position in positions
+    )
 
 
 def _server_message(response: httpx.Response) -> str:

@@ -49,6 +49,8 @@ class StopReason(StrEnum):
     """Refinement: a revision repeated the previous answer."""
     PROBES_AGREED = "probes_agreed"
     """Probe-and-stop: k consecutive answer probes of the thinking gave one answer."""
+    CONSENSUS = "consensus"
+    """DeepConf: the leading answer's share of confidence-weighted votes reached the threshold."""
     CAP = "cap"
     """An adaptive rule had not stopped when the budget ran out."""
     ERROR = "error"
@@ -266,17 +268,27 @@ class StrategyContext:
         sample_index: int,
         phase: str,
         extract: Callable[[str], str | None] | None = None,
+        rule: str | None = None,
     ) -> Completion:
         """``generate``, stopped early where ``should_stop`` fires (``engines.base.
         generate_until``: streamed where the engine can, else generated whole and all counted).
 
-        Never served from the shard's cache: where a trace stops depends on the caller's rule,
-        not on the request alone.
+        Where a trace stops depends on the rule as well as the request, so the shard's cache
+        serves it only to a call naming the same ``rule`` (a string that determines
+        ``should_stop`` exactly, e.g. its threshold and window); with none, it is not cached.
         """
         spec, call_index = self._seeded(spec, sample_index)
-        generation, latency = await self._engine_generate(prompt_ids, spec, should_stop)
-        served = Served(generation, latency, False, generation.completions[0].num_tokens)
-        return await self._record(served, spec, (sample_index, call_index), phase, extract, None)
+        if self.cache is None or rule is None:
+            generation, latency = await self._engine_generate(prompt_ids, spec, should_stop)
+            tokens = generation.completions[0].num_tokens
+            served, digest = Served(generation, latency, False, tokens), None
+        else:
+            digest = f"{request_digest(prompt_ids, spec)}:{rule}"
+            served = await self.cache.serve(
+                (self.question.id, sample_index, digest),
+                lambda: self._engine_generate(prompt_ids, spec, should_stop),
+            )
+        return await self._record(served, spec, (sample_index, call_index), phase, extract, digest)
 
     def _seeded(self, spec: SamplingSpec, sample_index: int) -> tuple[SamplingSpec, int]:
         """``spec`` for the next call of ``sample_index`` (one completion, with its seed), and

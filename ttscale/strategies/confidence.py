@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -21,13 +22,26 @@ DEFAULT_WINDOW = 2048
 """The paper's group size n (tokens)."""
 DEFAULT_TAIL = 2048
 """The paper's tail length T (tokens)."""
+_SCALE = 10**12
+"""Window sums are taken over confidences in integer units of 1e-12, so they are exact: a
+window's mean is the same float however it was summed (running or cumulative), and windows
+that tie tie exactly against a threshold taken from them."""
+_LOWEST_LOGPROB = -1e4
+"""A token of probability 0 (logprob −inf) counts as this, so confidences stay finite."""
+
+
+def _units(confidence: float) -> int:
+    return round(confidence * _SCALE)
 
 
 def token_confidences(top_logprobs: Sequence[TopLogprobs]) -> list[float]:
     """C_i of each position: minus the mean of its top-k logprobs."""
     if any(not position for position in top_logprobs):
         raise ValueError("token confidence needs at least one logprob per position")
-    return [-sum(position) / len(position) for position in top_logprobs]
+    return [
+        -sum(max(value, _LOWEST_LOGPROB) for value in position) / len(position)
+        for position in top_logprobs
+    ]
 
 
 def group_confidences(confidences: Sequence[float], window: int) -> list[float]:
@@ -39,10 +53,10 @@ def group_confidences(confidences: Sequence[float], window: int) -> list[float]:
         raise ValueError(f"window must be >= 1, got {window}")
     if not confidences:
         return []
+    sums = [0, *accumulate(_units(c) for c in confidences)]
     if len(confidences) < window:
-        return [sum(confidences) / len(confidences)]
-    sums = np.cumsum(np.concatenate(([0.0], np.asarray(confidences, dtype=float))))
-    return [float(v) for v in (sums[window:] - sums[:-window]) / window]
+        return [sums[-1] / _SCALE / len(confidences)]
+    return [(sums[end] - sums[end - window]) / _SCALE / window for end in range(window, len(sums))]
 
 
 @dataclass(frozen=True)
@@ -66,9 +80,9 @@ def confidence_stats(
     confidences = token_confidences(top_logprobs)
     tail_values = confidences[-tail:]
     return ConfidenceStats(
-        mean_confidence=sum(confidences) / len(confidences),
+        mean_confidence=group_confidences(confidences, len(confidences))[0],
         lowest_group_confidence=min(group_confidences(confidences, window)),
-        tail_confidence=sum(tail_values) / len(tail_values),
+        tail_confidence=group_confidences(tail_values, len(tail_values))[0],
     )
 
 
@@ -82,23 +96,19 @@ class GroupConfidenceStop:
             raise ValueError(f"window must be >= 1, got {window}")
         self.threshold = threshold
         self.window = window
-        self._recent: deque[float] = deque(maxlen=window)
-        self._sum = 0.0
+        self._recent: deque[int] = deque(maxlen=window)
+        self._sum = 0
 
     def __call__(self, top_logprobs: TopLogprobs) -> bool:
         (confidence,) = token_confidences([top_logprobs])
         if len(self._recent) == self.window:
             self._sum -= self._recent[0]
-        self._recent.append(confidence)
-        self._sum += confidence
-        if len(self._recent) < self.window:
-            return False
-        # The running sum drifts by rounding over long traces: near the threshold, the window
-        # mean is recomputed from the window itself before it stops a trace.
-        slack = 1e-9 * max(1.0, abs(self.threshold))
-        if self._sum / self.window >= self.threshold + slack:
-            return False
-        return sum(self._recent) / self.window < self.threshold
+        self._recent.append(_units(confidence))
+        self._sum += self._recent[-1]
+        # The same expression as group_confidences, so a stop agrees with the trace's stats.
+        return (
+            len(self._recent) == self.window and self._sum / _SCALE / self.window < self.threshold
+        )
 
 
 def keep_threshold(confidences: Sequence[float], keep_percent: float) -> float:

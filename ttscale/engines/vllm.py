@@ -8,6 +8,7 @@ batched continuously by the engine.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import time
@@ -193,6 +194,10 @@ class VLLMEngine(LocalTokenizer):
         if stopped_at is None and stream.finish_reason is None:
             raise EngineRequestError(f"{self.name} request {request_id} ended without output")
         completion = stream.completion(stopped_at, self.vocab_size)
+        if stopped_at is not None:
+            # vLLM's streamed text holds back a character still split across tokens; an
+            # aborted completion ends there, so its text is the decoding of all its tokens.
+            completion = dataclasses.replace(completion, text=self.decode(completion.token_ids))
         return Generation(completions=(completion,), prompt_tokens=prompt_tokens, latency_s=latency)
 
     def encode(self, text: str) -> list[int]:

@@ -125,7 +125,7 @@ def consensus_share(answers: list[str | None], weights: list[float], dataset: st
     return max(totals.values()) / total if total > 0 else 0.0
 
 
-class _Tracer:
+class TraceDrawer:
     """Draws traces of one item with top-k logprobs, recorded through ``ctx``."""
 
     def __init__(self, ctx: StrategyContext, config: DeepConfConfig) -> None:
@@ -178,7 +178,7 @@ class _Tracer:
         return self.trace(index, completion)
 
 
-async def _offline(ctx: StrategyContext, config: DeepConfConfig, tracer: _Tracer) -> Outcome:
+async def _offline(ctx: StrategyContext, config: DeepConfConfig, tracer: TraceDrawer) -> Outcome:
     traces = list(await asyncio.gather(*(tracer.draw(i) for i in range(ctx.budget))))
     confidences = [t.confidence(config.confidence) for t in traces]
     kept = set(top_percent(confidences, config.keep_percent))
@@ -198,7 +198,7 @@ async def _offline(ctx: StrategyContext, config: DeepConfConfig, tracer: _Tracer
     return Outcome(vote.winner, StopReason.BUDGET_REACHED, len(traces), detail)
 
 
-async def _online(ctx: StrategyContext, config: DeepConfConfig, tracer: _Tracer) -> Outcome:
+async def _online(ctx: StrategyContext, config: DeepConfConfig, tracer: TraceDrawer) -> Outcome:
     warmup = min(config.warmup, ctx.budget)
     traces = list(await asyncio.gather(*(tracer.draw(i) for i in range(warmup))))
     threshold = keep_threshold(
@@ -244,7 +244,7 @@ async def _online(ctx: StrategyContext, config: DeepConfConfig, tracer: _Tracer)
 async def deepconf(ctx: StrategyContext, config: DeepConfConfig) -> Outcome:
     """Offline: N_max = ``ctx.budget`` traces, filtered and weighted by confidence. Online:
     warm-up, then streamed traces aborted below the bar, until consensus or N_max."""
-    tracer = _Tracer(ctx, config)
+    tracer = TraceDrawer(ctx, config)
     if config.mode == "offline":
         return await _offline(ctx, config, tracer)
     return await _online(ctx, config, tracer)

@@ -16,25 +16,12 @@ import numpy as np
 import pytest
 from strategy_helpers import CountingEngine, question, run
 
-from ttscale.engines.base import EarlyStop, Generation, SamplingSpec
+from ttscale.engines.base import SamplingSpec
 from ttscale.grading import canonical_answer
 from ttscale.strategies.kinds.deepconf import DeepConfConfig
 
 K = 3
 WINDOW = 12
-
-
-class StreamingCountingEngine(CountingEngine):
-    """Counts the tokens a streaming engine would have generated: an aborted trace's up to
-    its stop (the scripted engine generates it whole, then cuts it as vLLM's abort would)."""
-
-    async def generate_until(
-        self, prompt_ids: Sequence[int], spec: SamplingSpec, should_stop: EarlyStop
-    ) -> Generation:
-        before = self.produced_tokens
-        generation = await super().generate_until(prompt_ids, spec, should_stop)
-        self.produced_tokens = before + generation.completions[0].num_tokens
-        return generation
 
 
 def _confidences(text: str) -> list[float]:
@@ -90,7 +77,7 @@ def _share(calls: Sequence[dict[str, Any]], threshold: float, window: int) -> fl
 @pytest.mark.parametrize("item", range(6))
 def test_online_threshold_aborts_and_consensus_by_hand(item: int) -> None:
     config = _online()
-    engine = StreamingCountingEngine(accuracy=0.5)
+    engine = CountingEngine(accuracy=0.5)
     record = run(engine, config, 12, question(item))
     assert record["error"] is None, record["error"]
     calls = sorted(record["calls"], key=lambda c: c["sample_index"])
@@ -129,7 +116,7 @@ def test_online_runs_exercise_aborts_and_both_stops() -> None:
     """The items above meet aborted and finished traces, consensus and the cap."""
     reasons, aborted, finished = set(), 0, 0
     for item in range(6):
-        record = run(StreamingCountingEngine(accuracy=0.5), _online(), 12, question(item))
+        record = run(CountingEngine(accuracy=0.5), _online(), 12, question(item))
         reasons.add(record["stop_reason"])
         later = [c for c in record["calls"] if c["sample_index"] >= 4]
         aborted += sum(c["finish_reason"] == "abort" for c in later)
@@ -138,7 +125,7 @@ def test_online_runs_exercise_aborts_and_both_stops() -> None:
 
 
 def test_consensus_in_warmup_draws_nothing_more() -> None:
-    engine = StreamingCountingEngine(accuracy=1.0)
+    engine = CountingEngine(accuracy=1.0)
     record = run(engine, _online(), 12)
     assert record["stop_reason"] == "consensus"
     assert record["samples_used"] == 4 and len(record["calls"]) == 4

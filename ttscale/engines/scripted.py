@@ -160,7 +160,11 @@ class ScriptedEngine(LocalTokenizer):
     ) -> Generation:
         """``generate``, stopped right after the token where ``should_stop`` fires, as a
         streaming engine that aborts at once would."""
-        generation = await self.generate(prompt_ids, spec)
+        return self.stopped(await self.generate(prompt_ids, spec), should_stop)
+
+    def stopped(self, generation: Generation, should_stop: EarlyStop) -> Generation:
+        """``generation``'s one completion cut right after the token where ``should_stop``
+        fires (unchanged if it never does)."""
         (completion,) = generation.completions
         stopped = first_early_stop(completion.top_logprobs, should_stop)
         if stopped is None:

@@ -22,7 +22,8 @@ from ttscale.reports.data import DeclineCandidate, ReportData
 # and the call rows are the single source of tokens.
 POOL_SAMPLES_SQL = """
 SELECT c.item_id, i.dataset, i.gold, c.strategy, c.budget, c.sample_index, c.completion_tokens,
-       c.extracted_answer, c.score, c.cumulative_logprob, c.completion_text
+       c.extracted_answer, c.score, c.cumulative_logprob, c.completion_text,
+       c.mean_confidence, c.lowest_group_confidence, c.tail_confidence
 FROM generation_calls c
 JOIN items i USING (run_id, item_id)
 WHERE c.run_id = ? AND c.phase = 'sample' AND c.call_index = 0

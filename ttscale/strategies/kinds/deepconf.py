@@ -148,15 +148,25 @@ class TraceDrawer:
 
     def trace(self, index: int, completion: Completion) -> Trace:
         stats = confidence_stats(completion.top_logprobs, self.config.window, self.config.tail)
-        if stats is None:
-            if completion.num_tokens and not completion.top_logprobs:
-                raise ValueError(
-                    f"deepconf needs top-k logprobs; {self.ctx.engine.name} returned none"
-                )
-            stats = ConfidenceStats(0.0, 0.0, 0.0)  # an empty trace: no answer, no vote
+        if stats is None and completion.num_tokens:
+            stats = self._stored(completion)
         answer = self.extract(completion.text)
         key = canonical_answer(answer, self.ctx.question.dataset)
+        # An empty trace has no confidence, and no answer to vote for.
+        stats = stats or ConfidenceStats(0.0, 0.0, 0.0)
         return Trace(index, answer, key, stats, completion.finish_reason == "abort")
+
+    def _stored(self, completion: Completion) -> ConfidenceStats:
+        """The statistics a replayed pool stored with the sample (computed in the live run,
+        with that run's window and tail)."""
+        lookup = getattr(self.ctx.engine, "stored_confidence", None)
+        stored = lookup(completion) if lookup is not None else None
+        if stored is None:
+            raise ValueError(
+                f"deepconf needs top-k logprobs or stored confidence; {self.ctx.engine.name} "
+                "gave neither"
+            )
+        return ConfidenceStats(**stored)
 
     async def draw(self, index: int) -> Trace:
         completion = await self.ctx.generate(
@@ -175,6 +185,13 @@ class TraceDrawer:
             extract=self.extract,
             rule=f"deepconf-group<{threshold!r}/{self.config.window}",
         )
+        if completion.num_tokens and not completion.top_logprobs:
+            # A stored pool keeps statistics, not tokens' confidences: where a trace would
+            # have stopped, and so what it cost, is unknown.
+            raise ValueError(
+                f"online deepconf needs per-token confidence, which {self.ctx.engine.name} "
+                "does not give; replay a pool with mode=offline"
+            )
         return self.trace(index, completion)
 
 

@@ -184,3 +184,30 @@ def test_early_stop_streaming_cuts_and_fallback_counts_everything() -> None:
 
     with pytest.raises(ValueError, match="top_logprobs"):
         asyncio.run(generate_until(engine, prompt, _spec(0), GroupConfidenceStop(1.0, 2)))
+
+
+def test_best_of_n_by_self_certainty_asks_for_top_k_and_picks_the_surest() -> None:
+    from strategy_helpers import CountingEngine, run
+
+    from ttscale.engines.scripted import VOCAB_SIZE
+    from ttscale.strategies.kinds.best_of_n import BestOfNConfig
+
+    config = BestOfNConfig(n=[6], scorer=SelfCertaintyScorerConfig(top_logprobs=4))
+    record = run(CountingEngine(), config, 6)
+    assert record["error"] is None, record["error"]
+    calls = sorted(record["calls"], key=lambda c: c["sample_index"])
+    expected = []
+    for call in calls:
+        # By hand from the script: the top token's probability, the rest spread evenly.
+        text, kl = call["completion_text"], 0.0
+        top = ScriptedEngine.top_logprobs_of(text, 4)
+        for position in top:
+            probabilities = [math.exp(v) for v in position]
+            rest = (1 - sum(probabilities)) / (VOCAB_SIZE - 4)
+            # KL(U ‖ p) = −ln V − (1/V)·Σ ln p over the whole vocabulary.
+            total_log = sum(LOG(p) for p in probabilities) + (VOCAB_SIZE - 4) * LOG(rest)
+            kl += -LOG(VOCAB_SIZE) - total_log / VOCAB_SIZE
+        expected.append(1 - math.exp(-kl / len(top)))
+        assert call["mean_confidence"] is not None  # the calls asked for top-k logprobs
+    assert [c["score"] for c in calls] == pytest.approx(expected)
+    assert record["detail"]["chosen_sample"] == max(range(6), key=lambda i: expected[i])

@@ -86,3 +86,20 @@ def test_online_replay_is_refused(pool: tuple[SamplePool, list[dict[str, Any]]])
     online = OFFLINE.model_copy(update={"mode": "online", "warmup": 4})
     with pytest.raises(ValueError, match="mode=offline"):
         replay(online, stored, 10)
+
+
+def test_a_lake_from_before_the_confidence_columns_still_gives_its_pool(tmp_path: Path) -> None:
+    records = _live(OFFLINE, 4)
+    path = tmp_path / "old.duckdb"
+    with Ledger(path) as ledger:
+        ledger.add_items("r", QUESTIONS)
+        ledger.ingest_units([("p", records)])
+        # Undo migration 6, as a lake last written before it looks.
+        for name in CONFIDENCE_COLUMNS:
+            ledger.con.execute(f"ALTER TABLE generation_calls DROP COLUMN {name}")
+        ledger.con.execute("DELETE FROM schema_migrations WHERE version = 6")
+    rows = sample_pool_rows(str(path), "r", "deepconf", 4)
+    assert len(rows) == 4 * len(QUESTIONS)
+    assert all(row[name] is None for row in rows for name in CONFIDENCE_COLUMNS)
+    samples = SamplePool.from_rows("r", rows).items[0].samples
+    assert all(sample.confidence is None for sample in samples)

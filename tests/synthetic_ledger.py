@@ -61,7 +61,9 @@ SELECT ? AS run_id, 'item-' || lpad(item_index::VARCHAR, 8, '0') AS item_id,
        'stop' AS finish_reason, NULL::VARCHAR AS stop_reason,
        completion_tokens / 1000.0 AS latency_s, true AS used, NULL::BIGINT AS seed,
        NULL::DOUBLE AS cumulative_logprob, NULL::DOUBLE AS score,
-       NULL::VARCHAR AS extracted_answer, NULL::VARCHAR AS completion_text
+       NULL::VARCHAR AS extracted_answer, NULL::VARCHAR AS completion_text,
+       NULL::DOUBLE AS mean_confidence, NULL::DOUBLE AS lowest_group_confidence,
+       NULL::DOUBLE AS tail_confidence
 FROM {source}
 """
 

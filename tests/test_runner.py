@@ -118,6 +118,8 @@ CALL_KEYS = [
     "seed", "cumulative_logprob", "score", "extracted_answer", "completion_text",
     # Appended by the sample cache; the ledger's ingest reads the keys above and ignores these.
     "cached", "generated_tokens", "cache_key", "token_ids",
+    # Appended with token confidence (DeepConf); the ledger reads them (migration 6).
+    "mean_confidence", "lowest_group_confidence", "tail_confidence",
 ]  # fmt: skip
 
 

@@ -162,6 +162,9 @@ def cached_generations(
         for call in result.calls:
             if call.cache_key is None or call.token_ids is None:
                 continue
+            if call.mean_confidence is not None:
+                # Asked with top-k logprobs, which parts do not keep: a resumed shard regenerates.
+                continue
             completion = Completion(
                 text=call.completion_text,
                 token_ids=tuple(call.token_ids),

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from ttscale.engines.base import Engine, SamplingSpec
+from ttscale.engines.base import Engine, SamplingSpec, TopLogprobs, generate_until
 from ttscale.engines.config import OpenAIEngineConfig
 from ttscale.engines.openai import OpenAICompatibleEngine
 from ttscale.errors import EngineRejectedError, EngineRequestError, EngineUnreachableError
@@ -156,6 +156,35 @@ def test_length_stop_and_seed(served: OpenAICompatibleEngine) -> None:
     assert stopped.finish_reason == "stop" and stopped.stop_reason == stop
     assert stopped.text.endswith(stop)
     assert free.token_ids[: stopped.num_tokens] == stopped.token_ids
+
+
+@pytest.mark.slow
+def test_streamed_stop_closes_the_request_early(served: OpenAICompatibleEngine) -> None:
+    prompt = served.chat_prompt(QUESTION)
+    spec = SamplingSpec(max_tokens=48, temperature=1.0, seed=9, top_logprobs=3)
+    seen: list[TopLogprobs] = []
+
+    def fifth(top: TopLogprobs) -> bool:
+        seen.append(top)
+        return len(seen) == 5
+
+    async def scenario() -> tuple[Any, Any]:
+        (whole,) = (await served.generate(prompt, spec)).completions
+        (stopped,) = (await generate_until(served, prompt, spec, fifth)).completions
+        return whole, stopped
+
+    whole, stopped = _run(served, scenario())
+    assert whole.num_tokens > 8 and len(whole.top_logprobs) == whole.num_tokens
+    assert all(
+        len(top) == 3 and list(top) == sorted(top, reverse=True) for top in whole.top_logprobs
+    )
+    assert stopped.finish_reason == "abort" and stopped.early_stop_at == 5 == len(seen)
+    # Streamed and whole, the seeded draw is the same: the stopped trace is its prefix.
+    assert 5 <= stopped.num_tokens < whole.num_tokens
+    assert stopped.token_ids == whole.token_ids[: stopped.num_tokens]
+    assert [list(t) for t in seen] == [
+        pytest.approx(list(t), abs=1e-4) for t in whole.top_logprobs[:5]
+    ]
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from ttscale.engines.base import Completion, Generation, SamplingSpec
+from ttscale.engines.base import Completion, EarlyStop, Generation, SamplingSpec
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.errors import EngineRequestError
@@ -59,6 +59,16 @@ class CountingEngine(ScriptedEngine):
             )
         self.produced_tokens += sum(c.num_tokens for c in generation.completions)
         return generation
+
+    async def generate_until(
+        self, prompt_ids: Sequence[int], spec: SamplingSpec, should_stop: EarlyStop
+    ) -> Generation:
+        """Counts what a streaming engine would have generated: a stopped trace's tokens up to
+        its stop (the scripted engine generates it whole, then cuts it as vLLM's abort would)."""
+        whole = await self.generate(prompt_ids, spec)
+        stopped = self.stopped(whole, should_stop)
+        self.produced_tokens -= whole.completions[0].num_tokens - stopped.completions[0].num_tokens
+        return stopped
 
     def prefix_completion(
         self, completion: Completion, spec: SamplingSpec, max_tokens: int

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "abort"]
+
+TopLogprobs = tuple[float, ...]
+"""One generated position: the logprobs of its k most likely tokens, most likely first."""
+
+EarlyStop = Callable[[TopLogprobs], bool]
+"""Called with each generated position's top-k logprobs, in order; True stops the request there.
+
+Stateful (a sliding window, say): one instance watches one request.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +31,8 @@ class SamplingSpec:
     stop_token_ids: tuple[int, ...] = ()
     seed: int | None = None
     logprobs: bool = True
+    top_logprobs: int = 0
+    """Also return, per generated token, the logprobs of the k most likely tokens (0: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +49,14 @@ class Completion:
     stop_reason: str | int | None = None
     cumulative_logprob: float | None = None
     token_logprobs: tuple[float, ...] = field(default=(), repr=False)
+    top_logprobs: tuple[TopLogprobs, ...] = field(default=(), repr=False)
+    """Per generated token, its top-k logprobs (``SamplingSpec.top_logprobs``); () if not asked."""
+    vocab_size: int | None = None
+    """The model's vocabulary size, given with top-k logprobs (self-certainty needs it)."""
+    early_stop_at: int | None = None
+    """Tokens seen when an ``EarlyStop`` fired (``generate_until``); None if it never did. A
+    streaming engine stops there (``num_tokens`` may exceed it by the tokens already in flight);
+    an engine that cannot stream generated the whole completion, and all of it counts."""
 
     @property
     def num_tokens(self) -> int:
@@ -148,4 +167,49 @@ def capped_completion(
         stop_reason=None,
         cumulative_logprob=cumulative_logprob,
         token_logprobs=completion.token_logprobs[:max_tokens],
+        top_logprobs=completion.top_logprobs[:max_tokens],
+        vocab_size=completion.vocab_size,
     )
+
+
+@runtime_checkable
+class StreamingEngine(Protocol):
+    """An engine that can stop a request while it generates (vLLM, an OpenAI-compatible server)."""
+
+    async def generate_until(
+        self, prompt_ids: Sequence[int], spec: SamplingSpec, should_stop: EarlyStop
+    ) -> Generation:
+        """One completion of ``prompt_ids`` (``spec.n`` must be 1), streamed; ``should_stop``
+        sees each token's top-k logprobs, and when it returns True the request is aborted: the
+        completion holds the tokens generated so far, with finish reason "abort"."""
+        ...
+
+
+def first_early_stop(top_logprobs: Sequence[TopLogprobs], should_stop: EarlyStop) -> int | None:
+    """Tokens seen when ``should_stop`` first returns True over ``top_logprobs``; None if never."""
+    for position, values in enumerate(top_logprobs):
+        if should_stop(values):
+            return position + 1
+    return None
+
+
+async def generate_until(
+    engine: Engine, prompt_ids: Sequence[int], spec: SamplingSpec, should_stop: EarlyStop
+) -> Generation:
+    """``engine.generate_until`` where the engine streams; elsewhere generate the whole
+    completion, then run ``should_stop`` over it.
+
+    The fallback cannot stop the engine early, so every token it generated is kept in the
+    completion and counted; ``early_stop_at`` says where a streaming engine would have stopped.
+    """
+    if spec.n != 1 or spec.top_logprobs < 1:
+        raise ValueError("generate_until draws one completion, with top_logprobs >= 1")
+    if isinstance(engine, StreamingEngine):
+        return await engine.generate_until(prompt_ids, spec, should_stop)
+    generation = await engine.generate(prompt_ids, spec)
+    (completion,) = generation.completions
+    stopped = first_early_stop(completion.top_logprobs, should_stop)
+    if stopped is None:
+        return generation
+    aborted = replace(completion, finish_reason="abort", stop_reason=None, early_stop_at=stopped)
+    return replace(generation, completions=(aborted,))

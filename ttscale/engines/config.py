@@ -153,6 +153,13 @@ class OpenAIEngineConfig(_EngineBase):
     max_concurrency: int = Field(
         256, ge=1, title="Max concurrent requests", description="Requests in flight at once."
     )
+    vocab_size: int | None = Field(
+        None,
+        ge=2,
+        title="Vocabulary size",
+        description="The served model's vocabulary size (the self-certainty scorer needs it); "
+        "empty: the tokenizer folder's, when one is given.",
+    )
 
 
 class ScriptedEngineConfig(_EngineBase):

@@ -22,8 +22,21 @@ from typing import Any
 
 import httpx
 
-from ttscale.engines.base import Completion, FinishReason, Generation, SamplingSpec
+from ttscale.engines.base import (
+    Completion,
+    EarlyStop,
+    Generation,
+    SamplingSpec,
+)
 from ttscale.engines.config import OpenAIEngineConfig
+from ttscale.engines.openai_choices import (
+    FINISH_REASONS,
+    StreamError,
+    choice_token_ids,
+    completions_payload,
+    stream_completion,
+    top_logprobs,
+)
 from ttscale.errors import (
     ConfigError,
     EngineRejectedError,
@@ -32,8 +45,6 @@ from ttscale.errors import (
 )
 from ttscale.retry import async_retrying, is_retryable_status, retrying
 
-_FINISH_REASONS: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
-_TOKEN_ID_PREFIX = "token_id:"
 _MAX_MESSAGE_CHARS = 500
 _TOKEN_CACHE_SIZE = 4096
 _TOKENIZER_CONNECTIONS = 4
@@ -79,6 +90,9 @@ class OpenAICompatibleEngine:
         self._loop_client: _LoopClient | None = None
         self._sync_client: httpx.Client | None = None
         self._local_tokenizer: Any = _load_tokenizer(tokenizer_path) if tokenizer_path else None
+        self.vocab_size: int | None = config.vocab_size
+        if self.vocab_size is None and self._local_tokenizer is not None:
+            self.vocab_size = len(self._local_tokenizer)
         self._server_version: str | None = None
         # Strategies encode the same cues (" Wait", "Final Answer:") over and over.
         self._token_cache: dict[str, tuple[int, ...]] = {}
@@ -87,27 +101,7 @@ class OpenAICompatibleEngine:
 
     async def generate(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> Generation:
         """Generate ``spec.n`` completions of ``prompt_ids``; see ``Engine.generate``."""
-        payload: dict[str, Any] = {
-            "model": self.config.model,
-            "prompt": [int(token) for token in prompt_ids],
-            "max_tokens": spec.max_tokens,
-            "temperature": spec.temperature,
-            "top_p": spec.top_p,
-            "n": spec.n,
-            "stop": list(spec.stop),
-            "stop_token_ids": list(spec.stop_token_ids),
-            # Continuation appends the ids to the prompt, so the stop text must be in them.
-            "include_stop_str_in_output": True,
-            "skip_special_tokens": True,
-            "return_token_ids": True,
-        }
-        if spec.seed is not None:
-            payload["seed"] = spec.seed
-        if spec.logprobs:
-            # 0 = just the sampled token's logprob; tokens as "token_id:N" are a second source
-            # of the exact ids for servers that ignore return_token_ids.
-            payload["logprobs"] = 0
-            payload["return_tokens_as_token_ids"] = True
+        payload = completions_payload(self.config.model, prompt_ids, spec)
         state = self._client()
         async with state.slots:
             started = time.perf_counter()
@@ -115,7 +109,7 @@ class OpenAICompatibleEngine:
             latency = time.perf_counter() - started
         try:
             choices = sorted(body["choices"], key=lambda choice: choice["index"])
-            completions = tuple(self._completion(choice, spec.logprobs) for choice in choices)
+            completions = tuple(self._completion(choice, spec) for choice in choices)
             prompt_tokens = int(body.get("usage", {}).get("prompt_tokens", len(prompt_ids)))
         except (KeyError, TypeError, ValueError) as error:
             raise EngineRequestError(
@@ -127,32 +121,60 @@ class OpenAICompatibleEngine:
             )
         return Generation(completions=completions, prompt_tokens=prompt_tokens, latency_s=latency)
 
-    def _completion(self, choice: dict[str, Any], logprobs: bool) -> Completion:
-        logprob_block = choice.get("logprobs") or {}
-        token_ids = choice.get("token_ids")
-        if token_ids is None:
-            tokens = logprob_block.get("tokens")
-            if tokens is None or not all(str(t).startswith(_TOKEN_ID_PREFIX) for t in tokens):
-                raise EngineRequestError(
-                    f"{self.name}: the server returned no generated token ids "
-                    "(it needs vLLM's return_token_ids, vLLM >= 0.10.2)"
+    async def generate_until(
+        self, prompt_ids: Sequence[int], spec: SamplingSpec, should_stop: EarlyStop
+    ) -> Generation:
+        """One completion, streamed (``stream=True``); the stream is closed as soon as
+        ``should_stop`` fires, which makes vLLM's server abort the request (see
+        ``StreamingEngine``). Tokens received before the close are all kept."""
+        payload = completions_payload(self.config.model, prompt_ids, spec) | {
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        state = self._client()
+        async with state.slots:
+            started = time.perf_counter()
+            try:
+                streamed = await stream_completion(
+                    state.client, f"{self._api_url}/completions", payload, spec, should_stop
                 )
-            token_ids = [int(str(token).removeprefix(_TOKEN_ID_PREFIX)) for token in tokens]
+            except httpx.HTTPError as error:
+                raise self._transport_error(error) from error
+            except StreamError as error:
+                if error.response is not None:
+                    self._json(error.response)  # raises the status's error
+                raise EngineRequestError(f"{self.name}: {error}") from error
+            latency = time.perf_counter() - started
+        completion = streamed.completion(self.vocab_size if spec.top_logprobs else None)
+        prompt_tokens = streamed.prompt_tokens or len(prompt_ids)
+        return Generation(completions=(completion,), prompt_tokens=prompt_tokens, latency_s=latency)
+
+    def _completion(self, choice: dict[str, Any], spec: SamplingSpec) -> Completion:
+        logprob_block = choice.get("logprobs") or {}
+        token_ids = choice_token_ids(choice)
+        if token_ids is None:
+            raise EngineRequestError(
+                f"{self.name}: the server returned no generated token ids "
+                "(it needs vLLM's return_token_ids, vLLM >= 0.10.2)"
+            )
         finish_reason = choice.get("finish_reason")
         if finish_reason == "error":
             raise EngineRequestError(f"{self.name}: the server failed the request internally")
         token_logprobs: tuple[float, ...] = ()
         cumulative: float | None = None
-        if logprobs and logprob_block.get("token_logprobs") is not None:
+        if spec.logprobs and logprob_block.get("token_logprobs") is not None:
             token_logprobs = tuple(float(value) for value in logprob_block["token_logprobs"])
             cumulative = sum(token_logprobs)
+        top = top_logprobs(logprob_block, spec.top_logprobs, len(token_ids))
         return Completion(
             text=str(choice.get("text") or ""),
             token_ids=tuple(int(token) for token in token_ids),
-            finish_reason=_FINISH_REASONS.get(str(finish_reason), "abort"),
+            finish_reason=FINISH_REASONS.get(str(finish_reason), "abort"),
             stop_reason=choice.get("stop_reason"),
             cumulative_logprob=cumulative,
             token_logprobs=token_logprobs,
+            top_logprobs=top,
+            vocab_size=self.vocab_size if top else None,
         )
 
     # -- tokenizer ----------------------------------------------------------------------------

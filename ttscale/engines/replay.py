@@ -30,6 +30,9 @@ class StoredCompletion:
     cumulative_logprob: float | None
     score: float | None = None
     finish_reason: FinishReason = "stop"
+    confidence: Mapping[str, float] | None = None
+    """Token-confidence statistics the run stored (``mean_confidence``,
+    ``lowest_group_confidence``, ``tail_confidence``), if any: a pool keeps no logprobs."""
 
 
 class PoolExhaustedError(ValueError):
@@ -44,6 +47,7 @@ class ReplayEngine:
         self.samples = dict(samples)
         self.requests = 0
         self._scores: dict[Completion, float | None] = {}
+        self._confidence: dict[Completion, Mapping[str, float] | None] = {}
 
     async def generate(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> Generation:
         """The stored completion whose seed is ``spec.seed``.
@@ -70,6 +74,7 @@ class ReplayEngine:
             cumulative_logprob=stored.cumulative_logprob,
         )
         self._scores[completion] = stored.score
+        self._confidence[completion] = stored.confidence
         return Generation(completions=(completion,), prompt_tokens=len(prompt_ids), latency_s=0.0)
 
     def stored_score(self, completion: Completion) -> float | None:
@@ -79,6 +84,11 @@ class ReplayEngine:
         scorer gives them the same score.
         """
         return self._scores.get(completion)
+
+    def stored_confidence(self, completion: Completion) -> Mapping[str, float] | None:
+        """The confidence statistics stored with a completion this engine served, if any
+        (keyed by value, as ``stored_score``)."""
+        return self._confidence.get(completion)
 
     async def aencode(self, text: str) -> list[int]:
         """No ids: stored samples are served whatever the prompt."""

@@ -7,6 +7,8 @@ One character is one token, so token counts are easy to check by hand.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import math
 import random
 import re
 import zlib
@@ -14,16 +16,26 @@ from collections.abc import Sequence
 
 from ttscale.engines.base import (
     Completion,
+    EarlyStop,
     Generation,
     LocalTokenizer,
     SamplingSpec,
+    TopLogprobs,
     capped_completion,
+    first_early_stop,
 )
 from ttscale.engines.config import ScriptedEngineConfig
 
 _QUESTION = re.compile(r"What is (\d+) (plus|minus|times) (\d+)")
 _OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 
+
+HESITANT = "check"
+"""The word the scripted model writes with low confidence (its top token at ``HESITANT_P``)."""
+HESITANT_P = 0.35
+CONFIDENT_P = 0.9
+VOCAB_SIZE = 0x110000
+"""One token per Unicode code point."""
 
 SETTLED = "so it is"
 """Script "settling": the trace's answer is settled once it has written "so it is N."."""
@@ -127,6 +139,50 @@ class ScriptedEngine(LocalTokenizer):
         self._attempts[key] = attempt + 1
         return random.Random(f"{key}:{attempt}").random() < self.config.fail_rate
 
+    @staticmethod
+    def top_logprobs_of(text: str, k: int) -> tuple[TopLogprobs, ...]:
+        """Synthetic top-``k`` logprobs of each character of ``text``: the top token has
+        probability ``CONFIDENT_P``, or ``HESITANT_P`` inside the word ``HESITANT``; the rest of
+        the mass is split evenly over k more tokens, k − 1 of which are in the top k."""
+        if k < 1:
+            return ()
+        hesitant = [False] * len(text)
+        for found in re.finditer(HESITANT, text):
+            hesitant[found.start() : found.end()] = [True] * len(found.group())
+        positions = []
+        for unsure in hesitant:
+            top = HESITANT_P if unsure else CONFIDENT_P
+            positions.append((math.log(top), *[math.log((1 - top) / k)] * (k - 1)))
+        return tuple(positions)
+
+    async def generate_until(
+        self, prompt_ids: Sequence[int], spec: SamplingSpec, should_stop: EarlyStop
+    ) -> Generation:
+        """``generate``, stopped right after the token where ``should_stop`` fires, as a
+        streaming engine that aborts at once would."""
+        return self.stopped(await self.generate(prompt_ids, spec), should_stop)
+
+    def stopped(self, generation: Generation, should_stop: EarlyStop) -> Generation:
+        """``generation``'s one completion cut right after the token where ``should_stop``
+        fires (unchanged if it never does)."""
+        (completion,) = generation.completions
+        stopped = first_early_stop(completion.top_logprobs, should_stop)
+        if stopped is None:
+            return generation
+        ids = completion.token_ids[:stopped]
+        aborted = dataclasses.replace(
+            completion,
+            text=self.decode(ids),
+            token_ids=ids,
+            finish_reason="abort",
+            stop_reason=None,
+            cumulative_logprob=-0.1 * stopped,
+            token_logprobs=completion.token_logprobs[:stopped],
+            top_logprobs=completion.top_logprobs[:stopped],
+            early_stop_at=stopped,
+        )
+        return dataclasses.replace(generation, completions=(aborted,))
+
     async def generate(self, prompt_ids: Sequence[int], spec: SamplingSpec) -> Generation:
         from ttscale.errors import EngineRequestError
 
@@ -144,6 +200,8 @@ class ScriptedEngine(LocalTokenizer):
         for i in range(spec.n):
             seed = (spec.seed or 0) * 1009 + i
             text = self._script(prompt, seed)
+            # Of the whole script, so a cut trace keeps the values its positions had uncut.
+            top = self.top_logprobs_of(text, spec.top_logprobs)
             finish, stop_reason = "stop", None
             for stop in spec.stop:
                 cut = text.find(stop)
@@ -161,6 +219,8 @@ class ScriptedEngine(LocalTokenizer):
                     stop_reason=stop_reason,
                     cumulative_logprob=-0.1 * len(ids),
                     token_logprobs=tuple(-0.1 for _ in ids),
+                    top_logprobs=top[: len(ids)],
+                    vocab_size=VOCAB_SIZE if spec.top_logprobs else None,
                 )
             )
         return Generation(

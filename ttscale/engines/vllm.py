@@ -8,6 +8,7 @@ batched continuously by the engine.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import time
@@ -18,10 +19,12 @@ from typing import Any
 
 from ttscale.engines.base import (
     Completion,
+    EarlyStop,
     FinishReason,
     Generation,
     LocalTokenizer,
     SamplingSpec,
+    TopLogprobs,
     capped_completion,
 )
 from ttscale.engines.config import VLLMEngineConfig
@@ -51,6 +54,7 @@ class VLLMEngine(LocalTokenizer):
         self._tokenizer = tokenizer
         self._model = model
         self._versions = versions
+        self.vocab_size: int | None = None
         self._request_ids = itertools.count()
         # Request ids must be unique within the engine; the tag keeps them unique in logs too.
         self._run_tag = uuid.uuid4().hex[:8]
@@ -94,6 +98,7 @@ class VLLMEngine(LocalTokenizer):
             "deterministic": str(config.deterministic),
         }
         engine = cls(llm, llm.get_tokenizer(), str(model), versions)
+        engine.vocab_size = int(llm.model_config.get_vocab_size())
         # vLLM keeps a reference to this frame (captured during a lazy import); without the
         # del, its local would keep AsyncLLM alive past close() until interpreter teardown.
         del llm
@@ -131,13 +136,69 @@ class VLLMEngine(LocalTokenizer):
         if any(output.finish_reason == "error" for output in final.outputs):
             raise EngineRequestError(f"{self.name} request {request_id} failed inside vLLM")
         completions = tuple(
-            _completion(output) for output in sorted(final.outputs, key=lambda o: o.index)
+            _completion(output, spec.top_logprobs, self.vocab_size)
+            for output in sorted(final.outputs, key=lambda o: o.index)
         )
         return Generation(
             completions=completions,
             prompt_tokens=len(final.prompt_token_ids or prompt_ids),
             latency_s=latency,
         )
+
+    async def generate_until(
+        self, prompt_ids: Sequence[int], spec: SamplingSpec, should_stop: EarlyStop
+    ) -> Generation:
+        """One completion, streamed token by token; aborted in vLLM as soon as ``should_stop``
+        fires (see ``StreamingEngine``). The completion holds every token vLLM handed out for
+        the request, so a token in flight when the abort was sent still counts."""
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError as VLLMEngineDeadError
+
+        if self._llm is None:
+            raise EngineDeadError(f"{self.name} is closed")
+        llm = self._llm
+        request_id = f"ttscale-{self._run_tag}-{next(self._request_ids)}"
+        params = _sampling_params(SamplingParams, RequestOutputKind, spec, streaming=True)
+        prompt = TokensPrompt(prompt_token_ids=list(prompt_ids))
+        stream = _StreamedCompletion(spec.top_logprobs)
+        stopped_at: int | None = None
+        prompt_tokens = len(prompt_ids)
+        started = time.perf_counter()
+        outputs = llm.generate(prompt, params, request_id)
+        try:
+            async for output in outputs:
+                prompt_tokens = len(output.prompt_token_ids or prompt_ids)
+                (delta,) = output.outputs
+                if delta.finish_reason == "error":
+                    raise EngineRequestError(f"{self.name} request {request_id} failed in vLLM")
+                stopped_at = stream.add(delta, should_stop)
+                if stopped_at is not None:
+                    # Abort now rather than when the generator is collected: vLLM frees the
+                    # request's slot and generates nothing more for it.
+                    await llm.abort(request_id)
+                    break
+        except VLLMEngineDeadError as error:
+            raise EngineDeadError(f"{self.name} died: {error}") from error
+        except EngineRequestError:
+            raise
+        except Exception as error:
+            if self._llm is None or llm.errored:
+                raise EngineDeadError(f"{self.name} died: {error}") from error
+            raise EngineRequestError(
+                f"{self.name} request {request_id} failed: {type(error).__name__}: {error}"
+            ) from error
+        finally:
+            await outputs.aclose()
+        latency = time.perf_counter() - started
+        if stopped_at is None and stream.finish_reason is None:
+            raise EngineRequestError(f"{self.name} request {request_id} ended without output")
+        completion = stream.completion(stopped_at, self.vocab_size)
+        if stopped_at is not None:
+            # vLLM's streamed text holds back a character still split across tokens; an
+            # aborted completion ends there, so its text is the decoding of all its tokens.
+            completion = dataclasses.replace(completion, text=self.decode(completion.token_ids))
+        return Generation(completions=(completion,), prompt_tokens=prompt_tokens, latency_s=latency)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` with no special tokens added."""
@@ -220,8 +281,15 @@ def _batching_args(config: VLLMEngineConfig) -> dict[str, Any]:
     return {"max_num_seqs": 1, "enable_prefix_caching": False}
 
 
-def _sampling_params(sampling_params_cls: Any, output_kind: Any, spec: SamplingSpec) -> Any:
-    """vLLM ``SamplingParams`` for ``spec`` (classes passed in: vllm is imported lazily)."""
+def _sampling_params(
+    sampling_params_cls: Any, output_kind: Any, spec: SamplingSpec, *, streaming: bool = False
+) -> Any:
+    """vLLM ``SamplingParams`` for ``spec`` (classes passed in: vllm is imported lazily);
+    ``streaming`` hands out each step's new tokens as they are generated."""
+    logprobs: int | None = None
+    if spec.logprobs or spec.top_logprobs:
+        # 0 = only the sampled token's logprob; k adds the k most likely tokens' logprobs.
+        logprobs = spec.top_logprobs
     return sampling_params_cls(
         n=spec.n,
         max_tokens=spec.max_tokens,
@@ -230,25 +298,45 @@ def _sampling_params(sampling_params_cls: Any, output_kind: Any, spec: SamplingS
         stop=list(spec.stop) or None,
         stop_token_ids=list(spec.stop_token_ids) or None,
         seed=spec.seed,
-        # 0 = only the sampled token's logprob, which is all a Completion keeps.
-        logprobs=0 if spec.logprobs else None,
+        logprobs=logprobs,
         # Continuation appends token_ids to the prompt, so the stop text must be in them.
         include_stop_str_in_output=True,
         skip_special_tokens=True,
-        output_kind=output_kind.FINAL_ONLY,
+        output_kind=output_kind.DELTA if streaming else output_kind.FINAL_ONLY,
     )
 
 
-def _completion(output: Any) -> Completion:
-    """Our ``Completion`` of one vLLM ``CompletionOutput``."""
+def _top_k(position: Any, k: int) -> TopLogprobs:
+    """The ``k`` most likely tokens' logprobs at one position, most likely first.
+
+    vLLM also lists the sampled token when it ranks below k; it is not one of the top k, so it
+    is left out (DeepConf's reference code averages over it too; the paper's C_i does not).
+    """
+    ranked = sorted((entry for entry in position.values() if entry.rank <= k), key=_rank)
+    return tuple(float(entry.logprob) for entry in ranked[:k])
+
+
+def _rank(entry: Any) -> int:
+    return int(entry.rank)
+
+
+def _logprobs(
+    token_ids: Sequence[int], positions: Any, k: int
+) -> tuple[tuple[float, ...], tuple[TopLogprobs, ...]]:
+    """(sampled token's logprob, top-k logprobs) per position of vLLM's ``logprobs``."""
+    if positions is None:
+        return (), ()
+    # Each position maps token id -> Logprob; the sampled token is always present.
+    pairs = list(zip(token_ids, positions, strict=True))
+    sampled = tuple(float(position[token].logprob) for token, position in pairs)
+    top = tuple(_top_k(position, k) for _, position in pairs) if k else ()
+    return sampled, top
+
+
+def _completion(output: Any, k: int, vocab_size: int | None) -> Completion:
+    """Our ``Completion`` of one vLLM ``CompletionOutput`` (``k``: top logprobs asked for)."""
     token_ids = tuple(int(token) for token in output.token_ids)
-    token_logprobs: tuple[float, ...] = ()
-    if output.logprobs is not None:
-        # Each position maps token id -> Logprob; the sampled token is always present.
-        token_logprobs = tuple(
-            float(position[token].logprob)
-            for token, position in zip(token_ids, output.logprobs, strict=True)
-        )
+    token_logprobs, top_logprobs = _logprobs(token_ids, output.logprobs, k)
     return Completion(
         text=output.text,
         token_ids=token_ids,
@@ -256,4 +344,49 @@ def _completion(output: Any) -> Completion:
         stop_reason=output.stop_reason,
         cumulative_logprob=output.cumulative_logprob,
         token_logprobs=token_logprobs,
+        top_logprobs=top_logprobs,
+        vocab_size=vocab_size if k else None,
     )
+
+
+class _StreamedCompletion:
+    """A completion put together from vLLM's streamed deltas (``RequestOutputKind.DELTA``)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.text: list[str] = []
+        self.token_ids: list[int] = []
+        self.token_logprobs: list[float] = []
+        self.top_logprobs: list[TopLogprobs] = []
+        self.finish_reason: str | None = None
+        self.stop_reason: str | int | None = None
+
+    def add(self, delta: Any, should_stop: EarlyStop) -> int | None:
+        """Take one delta; the tokens seen when ``should_stop`` fired, or None."""
+        ids = [int(token) for token in delta.token_ids]
+        sampled, top = _logprobs(ids, delta.logprobs, self.k)
+        self.text.append(delta.text)
+        self.token_ids += ids
+        self.token_logprobs += sampled
+        seen = len(self.top_logprobs)
+        self.top_logprobs += top
+        self.finish_reason, self.stop_reason = delta.finish_reason, delta.stop_reason
+        for offset, values in enumerate(top):
+            if should_stop(values):
+                return seen + offset + 1
+        return None
+
+    def completion(self, stopped_at: int | None, vocab_size: int | None) -> Completion:
+        finish = "abort" if stopped_at is not None else self.finish_reason
+        return Completion(
+            text="".join(self.text),
+            token_ids=tuple(self.token_ids),
+            finish_reason=_FINISH_REASONS.get(finish, "abort"),
+            stop_reason=None if stopped_at is not None else self.stop_reason,
+            # Summed in order from 0.0, as vLLM accumulates it.
+            cumulative_logprob=sum(self.token_logprobs, 0.0) if self.token_logprobs else None,
+            token_logprobs=tuple(self.token_logprobs),
+            top_logprobs=tuple(self.top_logprobs),
+            vocab_size=vocab_size,
+            early_stop_at=stopped_at,
+        )

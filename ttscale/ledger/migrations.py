@@ -169,4 +169,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         INSERT INTO ingest_lock VALUES (0);
         """,
     ),
+    # Version 5 is another change's (merged separately); this one is 6.
+    Migration(
+        6,
+        "add_call_confidence",
+        """
+        -- DeepConf token confidence per call (strategies/confidence.py), NULL when the call
+        -- asked for no top-k logprobs: mean token confidence, the lowest mean over a sliding
+        -- window, and the mean over the last tokens. Replays read them instead of logprobs.
+        ALTER TABLE generation_calls ADD COLUMN mean_confidence DOUBLE;
+        ALTER TABLE generation_calls ADD COLUMN lowest_group_confidence DOUBLE;
+        ALTER TABLE generation_calls ADD COLUMN tail_confidence DOUBLE;
+        """,
+    ),
 )

@@ -22,12 +22,24 @@ from ttscale.reports.data import DeclineCandidate, ReportData
 # and the call rows are the single source of tokens.
 POOL_SAMPLES_SQL = """
 SELECT c.item_id, i.dataset, i.gold, c.strategy, c.budget, c.sample_index, c.completion_tokens,
-       c.extracted_answer, c.score, c.cumulative_logprob, c.completion_text
+       c.extracted_answer, c.score, c.cumulative_logprob, c.completion_text, {confidence}
 FROM generation_calls c
 JOIN items i USING (run_id, item_id)
 WHERE c.run_id = ? AND c.phase = 'sample' AND c.call_index = 0
 ORDER BY c.item_id, c.strategy, c.budget, c.sample_index
 """
+_CONFIDENCE_VERSION = 6
+"""The migration that added the calls' confidence columns; a lake opened read-only is not
+migrated, so an older one is read without them."""
+_CONFIDENCE = ("mean_confidence", "lowest_group_confidence", "tail_confidence")
+
+
+def _pool_samples_sql(ledger: Ledger) -> str:
+    if ledger.schema_version() >= _CONFIDENCE_VERSION:
+        columns = ", ".join(f"c.{name}" for name in _CONFIDENCE)
+    else:
+        columns = ", ".join(f"NULL::DOUBLE AS {name}" for name in _CONFIDENCE)
+    return POOL_SAMPLES_SQL.format(confidence=columns)
 
 
 def sample_pool_rows(
@@ -43,10 +55,10 @@ def sample_pool_rows(
     nothing matches.
     """
     if isinstance(ledger, Ledger):
-        names, values = ledger.query(POOL_SAMPLES_SQL, [run_id])
+        names, values = ledger.query(_pool_samples_sql(ledger), [run_id])
     else:
         with Ledger(ledger, read_only=True) as opened:
-            names, values = opened.query(POOL_SAMPLES_SQL, [run_id])
+            names, values = opened.query(_pool_samples_sql(opened), [run_id])
     rows = [
         row
         for row in (dict(zip(names, v, strict=True)) for v in values)

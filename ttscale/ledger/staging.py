@@ -28,6 +28,7 @@ CALL_FIELDS = {
     "answer_tokens": "INTEGER", "finish_reason": "VARCHAR", "stop_reason": "VARCHAR",
     "latency_s": "DOUBLE", "used": "BOOLEAN", "seed": "BIGINT", "cumulative_logprob": "DOUBLE",
     "score": "DOUBLE", "extracted_answer": "VARCHAR", "completion_text": "VARCHAR",
+    "mean_confidence": "DOUBLE", "lowest_group_confidence": "DOUBLE", "tail_confidence": "DOUBLE",
 }  # fmt: skip
 # The fields of a unit record (records.UnitResult.to_json) other than its calls. Unknown keys are ignored.
 UNIT_FIELDS = {

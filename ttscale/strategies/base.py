@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from ttscale.engines.base import Completion, Engine, Generation, SamplingSpec
+from ttscale.engines.base import Completion, EarlyStop, Engine, Generation, SamplingSpec
+from ttscale.engines.base import generate_until as engine_generate_until
 from ttscale.errors import EngineDeadError, EngineRequestError, EngineUnreachableError
 from ttscale.prompts import ModelProfile
 from ttscale.retry import async_retrying, policy_named
+from ttscale.strategies.confidence import DEFAULT_TAIL, DEFAULT_WINDOW, confidence_stats
 from ttscale.strategies.sample_cache import SampleCache, Served, prefix_cut, request_digest
 from ttscale.strategies.scorers import Scorer, make_scorer
 
@@ -47,6 +49,8 @@ class StopReason(StrEnum):
     """Refinement: a revision repeated the previous answer."""
     PROBES_AGREED = "probes_agreed"
     """Probe-and-stop: k consecutive answer probes of the thinking gave one answer."""
+    CONSENSUS = "consensus"
+    """DeepConf: the leading answer's share of confidence-weighted votes reached the threshold."""
     CAP = "cap"
     """An adaptive rule had not stopped when the budget ran out."""
     ERROR = "error"
@@ -94,6 +98,13 @@ class CallRecord:
     """Digest of the request (``sample_cache.request_digest``), for a resumed shard's cache."""
     token_ids: list[int] | None = None
     """The generated ids, kept (with the cache on) so a resumed shard can serve them again."""
+    # Added with top-k logprobs (DeepConf); None when the call asked for none.
+    mean_confidence: float | None = None
+    """Mean token confidence (``strategies.confidence``) of the completion."""
+    lowest_group_confidence: float | None = None
+    """Lowest mean confidence over a sliding window (``StrategyContext.confidence_window``)."""
+    tail_confidence: float | None = None
+    """Mean confidence of the last ``StrategyContext.confidence_tail`` tokens."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,10 @@ class StrategyContext:
         self.run_seed = run_seed
         self.calls: list[CallRecord] = []
         self._next_call_index: dict[int, int] = {}
+        self.confidence_window = DEFAULT_WINDOW
+        """Window (tokens) of the recorded lowest group confidence; a strategy may set its own."""
+        self.confidence_tail = DEFAULT_TAIL
+        """Tokens of the recorded tail confidence."""
 
     def sample_seed(self, sample_index: int, call_index: int) -> int:
         # Independent of strategy and budget: sample i is the same draw in every unit of a run,
@@ -180,14 +195,19 @@ class StrategyContext:
         return lo, n - lo
 
     async def _engine_generate(
-        self, prompt_ids: Sequence[int], spec: SamplingSpec
+        self, prompt_ids: Sequence[int], spec: SamplingSpec, should_stop: EarlyStop | None = None
     ) -> tuple[Generation, float]:
         """One request to the engine, retried (policy "engine"), and its wall time."""
         started = time.perf_counter()
         try:
             async for attempt in async_retrying("engine", (EngineRequestError,)):
                 with attempt:
-                    generation = await self.engine.generate(prompt_ids, spec)
+                    if should_stop is None:
+                        generation = await self.engine.generate(prompt_ids, spec)
+                    else:
+                        generation = await engine_generate_until(
+                            self.engine, prompt_ids, spec, should_stop
+                        )
         except EngineUnreachableError as error:
             # Nobody answered through every retry: the engine is gone, not this request.
             attempts = policy_named("engine").max_attempts()
@@ -239,25 +259,69 @@ class StrategyContext:
         be served as that one's first ``spec.max_tokens`` tokens where the engine can tell that
         this is exactly what it would have generated.
         """
+        spec, call_index = self._seeded(spec, sample_index)
+        served, digest = await self._served(prompt_ids, spec, sample_index, longest)
+        return await self._record(served, spec, (sample_index, call_index), phase, extract, digest)
+
+    async def generate_until(
+        self,
+        prompt_ids: Sequence[int],
+        spec: SamplingSpec,
+        should_stop: EarlyStop,
+        *,
+        sample_index: int,
+        phase: str,
+        extract: Callable[[str], str | None] | None = None,
+        rule: str | None = None,
+    ) -> Completion:
+        """``generate``, stopped early where ``should_stop`` fires (``engines.base.
+        generate_until``: streamed where the engine can, else generated whole and all counted).
+
+        Where a trace stops depends on the rule as well as the request, so the shard's cache
+        serves it only to a call naming the same ``rule`` (a string that determines
+        ``should_stop`` exactly, e.g. its threshold and window); with none, it is not cached.
+        """
+        spec, call_index = self._seeded(spec, sample_index)
+        if self.cache is None or rule is None:
+            generation, latency = await self._engine_generate(prompt_ids, spec, should_stop)
+            tokens = generation.completions[0].num_tokens
+            served, digest = Served(generation, latency, False, tokens), None
+        else:
+            digest = f"{request_digest(prompt_ids, spec)}:{rule}"
+            served = await self.cache.serve(
+                (self.question.id, sample_index, digest),
+                lambda: self._engine_generate(prompt_ids, spec, should_stop),
+            )
+        return await self._record(served, spec, (sample_index, call_index), phase, extract, digest)
+
+    def _seeded(self, spec: SamplingSpec, sample_index: int) -> tuple[SamplingSpec, int]:
+        """``spec`` for the next call of ``sample_index`` (one completion, with its seed), and
+        that call's index."""
         if spec.n != 1:
             raise ValueError("StrategyContext.generate draws one completion per call")
         call_index = self._next_call_index.get(sample_index, 0)
         self._next_call_index[sample_index] = call_index + 1
         seed = spec.seed if spec.seed is not None else self.sample_seed(sample_index, call_index)
-        spec = SamplingSpec(
-            max_tokens=spec.max_tokens,
-            temperature=spec.temperature,
-            top_p=spec.top_p,
-            n=1,
-            stop=spec.stop,
-            stop_token_ids=spec.stop_token_ids,
-            seed=seed,
-            logprobs=spec.logprobs,
-        )
-        served, digest = await self._served(prompt_ids, spec, sample_index, longest)
+        return dataclasses.replace(spec, n=1, seed=seed), call_index
+
+    async def _record(
+        self,
+        served: Served,
+        spec: SamplingSpec,
+        call: tuple[int, int],
+        phase: str,
+        extract: Callable[[str], str | None] | None,
+        digest: str | None,
+    ) -> Completion:
+        """Record the call ``call`` (sample index, call index) that got ``served``; return its
+        completion."""
+        sample_index, call_index = call
         generation = served.generation
         completion = generation.completions[0]
         thinking, answer = await self.split_tokens(completion, phase)
+        stats = confidence_stats(
+            completion.top_logprobs, self.confidence_window, self.confidence_tail
+        )
         self.calls.append(
             CallRecord(
                 sample_index=sample_index,
@@ -271,7 +335,7 @@ class StrategyContext:
                 stop_reason=None if completion.stop_reason is None else str(completion.stop_reason),
                 latency_s=served.latency_s,
                 used=True,
-                seed=seed,
+                seed=spec.seed,
                 cumulative_logprob=completion.cumulative_logprob,
                 score=None,
                 extracted_answer=extract(completion.text) if extract else None,
@@ -280,6 +344,9 @@ class StrategyContext:
                 generated_tokens=served.generated_tokens,
                 cache_key=digest,
                 token_ids=None if digest is None else list(completion.token_ids),
+                mean_confidence=stats.mean_confidence if stats else None,
+                lowest_group_confidence=stats.lowest_group_confidence if stats else None,
+                tail_confidence=stats.tail_confidence if stats else None,
             )
         )
         return completion

@@ -139,9 +139,29 @@ class StoredScorerConfig(_ScorerBase):
     kind: Literal["stored"] = Field("stored", title="Scorer kind")
 
 
-# A self-certainty scorer needs per-position top-k logprobs, which no engine returns yet: it is
-# not offered until one does (its formula is in scorers.self_certainty).
-ScorerConfig = MeanLogprobScorerConfig | RewardModelScorerConfig | StoredScorerConfig
+class SelfCertaintyScorerConfig(_ScorerBase):
+    """Self-certainty (Kang et al. 2025): how far each token's distribution is from uniform,
+    averaged over the completion, from the engine's top-k logprobs."""
+
+    model_config = ConfigDict(title="Self-certainty")
+
+    kind: Literal["self_certainty"] = Field("self_certainty", title="Scorer kind")
+    top_logprobs: int = Field(
+        20,
+        ge=1,
+        le=20,
+        title="Top-k logprobs",
+        description="Logprobs asked for per token; the mass outside them is spread evenly over "
+        "the rest of the vocabulary (vLLM serves at most 20 by default).",
+    )
+
+
+ScorerConfig = (
+    MeanLogprobScorerConfig
+    | RewardModelScorerConfig
+    | SelfCertaintyScorerConfig
+    | StoredScorerConfig
+)
 """Any scorer's settings, told apart by ``kind`` (a plain union: see the module docstring)."""
 
 

@@ -60,6 +60,18 @@ class PoolSample:
     score: float | None
     cumulative_logprob: float | None
     text: str = ""
+    confidence: Mapping[str, float] | None = None
+    """The call's token-confidence statistics (``CONFIDENCE_COLUMNS``), when it recorded them."""
+
+
+CONFIDENCE_COLUMNS = ("mean_confidence", "lowest_group_confidence", "tail_confidence")
+
+
+def _confidence(row: Mapping[str, Any]) -> dict[str, float] | None:
+    values = {name: row.get(name) for name in CONFIDENCE_COLUMNS}
+    if any(value is None for value in values.values()):
+        return None
+    return {name: float(value) for name, value in values.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,7 @@ class SamplePool:
                     score=r["score"],
                     cumulative_logprob=r["cumulative_logprob"],
                     text=r.get("completion_text") or "",
+                    confidence=_confidence(r),
                 )
                 for r in chosen
             )
@@ -205,6 +218,7 @@ def _engine_for(item: PoolItem, order: Order, seed: int) -> tuple[ReplayEngine, 
             completion_tokens=sample.completion_tokens,
             cumulative_logprob=sample.cumulative_logprob,
             score=sample.score,
+            confidence=sample.confidence,
         )
     return ReplayEngine(stored, name=f"replay:{item.item_id}"), run_seed
 

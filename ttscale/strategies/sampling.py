@@ -50,7 +50,11 @@ class LiveSampler:
         # Concurrent draws share one prompt; the lock makes them build it once.
         self._prompt_lock = asyncio.Lock()
         self._spec = SamplingSpec(
-            max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p
+            max_tokens=config.max_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            # A scorer that reads token distributions (self-certainty) says how many it needs.
+            top_logprobs=getattr(scorer, "top_logprobs", 0),
         )
         self._extract = extractor(ctx)
 

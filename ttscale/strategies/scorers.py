@@ -3,8 +3,8 @@
 - ``mean_logprob``: exp(mean token logprob), the geometric-mean token probability; needs only
   what every engine returns (works on CPU).
 - ``self_certainty`` (Kang et al. 2025, arXiv 2502.18581): mean KL(uniform ‖ p_i) over
-  positions. Only its formula is here: it needs top-k logprobs per position, which the engines
-  do not return yet, so no scorer of that kind is offered.
+  positions, from the top-k logprobs the engine returns (``SamplingSpec.top_logprobs``), mapped
+  to [0, 1] by 1 − exp(−KL).
 - ``reward_model``: an outcome or process reward model behind ``vllm serve`` (pooling runner),
   called over HTTP with httpx.
 """
@@ -25,6 +25,7 @@ from ttscale.strategies.config import (
     MeanLogprobScorerConfig,
     RewardModelScorerConfig,
     ScorerConfig,
+    SelfCertaintyScorerConfig,
     StoredScorerConfig,
 )
 
@@ -67,6 +68,35 @@ def self_certainty(top_logprobs: Sequence[Sequence[float]], vocab_size: int) -> 
             sum_log += (vocab_size - k) * math.log(rest / (vocab_size - k))
         total += -math.log(vocab_size) - sum_log / vocab_size
     return total / len(top_logprobs)
+
+
+class SelfCertaintyScorer:
+    """Scores a completion by 1 − exp(−self-certainty): 0 for uniform guessing at every token,
+    towards 1 as the model grows sure. Monotone in self-certainty, so rankings (best-of-N) are
+    the paper's; the map only puts the score in [0, 1] as votes and OptScale need.
+
+    ``top_logprobs`` tells the sampler how many logprobs per token to ask the engine for.
+    """
+
+    name = "self_certainty"
+
+    def __init__(self, config: SelfCertaintyScorerConfig) -> None:
+        self.config = config
+        self.top_logprobs = config.top_logprobs
+
+    async def score(self, question: str, completion: Completion) -> float:
+        if completion.num_tokens == 0:
+            return 0.0
+        if not completion.top_logprobs or completion.vocab_size is None:
+            raise ConfigError(
+                "self_certainty scoring needs top-k logprobs and the vocabulary size; the engine "
+                "returned none (for an OpenAI-compatible server, set its vocab_size)"
+            )
+        kl = self_certainty(completion.top_logprobs, completion.vocab_size)
+        return 1.0 - math.exp(-max(kl, 0.0))
+
+    async def aclose(self) -> None:
+        return None
 
 
 class MeanLogprobScorer:
@@ -224,6 +254,7 @@ SCORERS: dict[str, Callable[[Any], Scorer]] = {
     "mean_logprob": MeanLogprobScorer,
     "reward_model": RewardModelScorer,
     "stored": StoredScorer,
+    "self_certainty": SelfCertaintyScorer,
 }
 
 

@@ -47,6 +47,8 @@ class StopReason(StrEnum):
     """Refinement: a revision repeated the previous answer."""
     PROBES_AGREED = "probes_agreed"
     """Probe-and-stop: k consecutive answer probes of the thinking gave one answer."""
+    VERIFIER_PASSED = "verifier_passed"
+    """Verifier gate: a sample's score passed the calibrated threshold."""
     CAP = "cap"
     """An adaptive rule had not stopped when the budget ran out."""
     ERROR = "error"

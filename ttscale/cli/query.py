@@ -200,6 +200,8 @@ def replay_command(
 
     from pydantic import TypeAdapter
 
+    from ttscale.errors import ConfigError
+    from ttscale.ledger.calibration import calibrated
     from ttscale.ledger.readers import sample_pool_rows
     from ttscale.strategies.config import StrategyConfig
     from ttscale.strategies.replay import SamplePool, replay
@@ -214,10 +216,11 @@ def replay_command(
 
         config = adapter.validate_python(parse_strategy(strategy))
     try:
+        config = calibrated(config, ledger)  # a verifier gate's calibration run, if it names one
         pool = SamplePool.from_rows(
             run_id, sample_pool_rows(ledger, run_id, pool_strategy, pool_budget)
         )
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         raise fail(str(exc), 2) from None
     rows = []
     for budget in config.budgets():

@@ -95,3 +95,26 @@ def test_a_request_naming_a_calibration_run_gets_its_scores(tmp_path: Path) -> N
     # A request without a calibration run reads nothing: no ledger needed.
     plain = BatchRequest(input_uri="in.jsonl", ledger_path=str(tmp_path / "none" / "l.sqlite"))
     assert resolve_run(plain).request == plain
+
+
+def test_replay_reads_the_calibration_run(tmp_path: Path, scripted_ledger: Any) -> None:
+    """``ttscale replay`` fills the scores in: as if they had been given by hand."""
+    from typer.testing import CliRunner
+
+    from ttscale.cli import app
+
+    lake = str(scripted_ledger(tmp_path / "l.sqlite"))  # run r1: majority@8 on 4 items
+    scores = calibration_scores(lake, "r1", "mean_logprob")
+    named = {"kind": "verifier_gate", "n": [8], "calibration_run": "r1", "percentile": 90}
+    given = named | {"calibration_scores": scores}
+    outputs = [
+        CliRunner().invoke(app, ["replay", "r1", "--ledger", lake, "--strategy", json.dumps(c)])
+        for c in (named, given)
+    ]
+    assert [o.exit_code for o in outputs] == [0, 0], outputs[0].output
+    assert "verifier_gate" in outputs[0].stdout and outputs[0].stdout == outputs[1].stdout
+    missing = named | {"calibration_run": "r0"}
+    refused = CliRunner().invoke(
+        app, ["replay", "r1", "--ledger", lake, "--strategy", json.dumps(missing)]
+    )
+    assert refused.exit_code == 2 and "calibration run 'r0'" in refused.output

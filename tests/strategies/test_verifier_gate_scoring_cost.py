@@ -17,6 +17,7 @@ from json_server import json_server
 from ledger_helpers import open_ledger
 from strategy_helpers import PROFILE, RUN_SEED, CountingEngine, question
 
+from ttscale.engines.base import Completion
 from ttscale.ledger import Ledger
 from ttscale.ledger.readers import read_report_data
 from ttscale.ledger.staging import RunRow
@@ -26,6 +27,7 @@ from ttscale.strategies.config import RewardModelScorerConfig
 from ttscale.strategies.kinds.best_of_n import BestOfNConfig
 from ttscale.strategies.kinds.verifier_gate import VerifierGateConfig
 from ttscale.strategies.kinds.weighted_vote import WeightedVoteConfig
+from ttscale.strategies.scorers import RewardModelScorer, ScoringCost
 
 ITEMS = [question(i) for i in range(3)]
 
@@ -142,3 +144,30 @@ def test_a_server_without_usage_is_counted_by_its_tokenizer() -> None:
     scored = [c for r in records for c in r["calls"] if c["phase"] == "score"]
     assert server.paths.count("/tokenize") == server.paths.count("/pooling") == len(scored) == 6
     assert sorted(c["prompt_tokens"] for c in scored) == sorted(server.reported)
+
+
+def test_classify_without_usage_counts_its_input_as_a_prompt() -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def answer(path: str, body: bytes) -> tuple[int, Any]:
+        request = json.loads(body)
+        seen.append((path, request))
+        if path == "/tokenize":
+            return 200, {"count": len(request["prompt"])}
+        return 200, {"data": [{"index": 0, "probs": [0.25, 0.75]}]}
+
+    config = RewardModelScorerConfig(base_url="", model="rm", endpoint="classify")
+    completion = Completion("Final Answer: 4", tuple(range(15)), "stop")
+
+    async def go(url: str) -> tuple[float, ScoringCost]:
+        scorer = RewardModelScorer(config.model_copy(update={"base_url": url}))
+        try:
+            return await scorer.score_with_cost("What is 2 plus 2?", completion)
+        finally:
+            await scorer.aclose()
+
+    with json_server(answer) as url:
+        score, cost = asyncio.run(go(url.removesuffix("/v1")))
+    text = "What is 2 plus 2?\n\nFinal Answer: 4"
+    assert (score, cost.prompt_tokens) == (0.75, len(text))
+    assert seen[1] == ("/tokenize", {"model": "rm", "prompt": text})

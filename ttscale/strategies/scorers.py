@@ -236,7 +236,10 @@ class RewardModelScorer:
         usage = body.get("usage") if isinstance(body, dict) else None
         if isinstance(usage, dict) and _is_number(usage.get("prompt_tokens")):
             return int(usage["prompt_tokens"])
-        # A server that reports no usage still counts: /tokenize takes the same input.
+        # A server that reports no usage still counts: /tokenize takes the same messages, and
+        # a /classify input as its prompt.
+        if "input" in payload:
+            payload = {"model": payload["model"], "prompt": payload["input"]}
         counted = await self._post("/tokenize", payload)
         if not isinstance(counted, dict) or not _is_number(counted.get("count")):
             raise ConfigError(

@@ -1,14 +1,23 @@
 """Token efficiency of adaptive sample counts, by replay on one large-N sample pool.
 
-For fixed majority@N (N = the pool size by default) and for Adaptive-Consistency, ESC and OptScale
-over a grid of their settings, replays every item (recorded order plus seeded permutations) and
-prints accuracy and completion tokens per item; then, per method, the cheapest setting whose
-accuracy is within 1 point of majority@N and the token ratio majority@N ÷ that setting.
+For fixed majority@N (N = the pool size by default) and for Adaptive-Consistency, ESC, OptScale
+and the verifier gate over a grid of their settings, replays every item (recorded order plus
+seeded permutations) and prints accuracy and completion tokens per item; then, per method, the
+cheapest setting whose accuracy is within 1 point of majority@N and the token ratio
+majority@N ÷ that setting.
+
+The verifier gate scores with the pool's stored scores, else the mean token probability (which
+costs no scoring tokens). Its threshold comes from each item's warm-up, or from a calibration
+run; the latter is played by 2-fold cross-fitting: the items of one half are gated on a
+percentile of the other half's sample scores, so no item calibrates its own threshold.
 
     # a pool from an earlier run (phase 'sample' calls of one unit):
     .venv/bin/python bench/bench_token_efficiency.py --ledger L.duckdb --run-id RUN --budget 16
     # or generate one now with the embedded model (a few minutes on CPU):
     .venv/bin/python bench/bench_token_efficiency.py --generate --samples 16
+    # keep the generated pool (--ledger), and replay at N_max = 8 from a pool of 16:
+    .venv/bin/python bench/bench_token_efficiency.py --generate --samples 16 --ledger pool.sqlite
+    .venv/bin/python bench/bench_token_efficiency.py --ledger pool.sqlite --run-id pool --budget 16 --n-max 8
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyCon
 from ttscale.strategies.kinds.esc import ESCConfig
 from ttscale.strategies.kinds.majority import MajorityConfig
 from ttscale.strategies.kinds.optscale import OptScaleConfig
-from ttscale.strategies.replay import SamplePool, replay
+from ttscale.strategies.kinds.verifier_gate import VerifierGateConfig
+from ttscale.strategies.replay import PoolSample, SamplePool, replay
+from ttscale.strategies.scorers import mean_logprob_score
 
 
 def generate_pool(samples: int, max_tokens: int, items: int, seed: int, ledger_path: Path) -> str:
@@ -75,10 +86,33 @@ def evaluate(config: Any, pool: SamplePool, budget: int, permutations: int) -> t
     return statistics.mean(accuracies), statistics.mean(tokens)
 
 
+def pool_score(sample: PoolSample) -> float:
+    """The score replay gives ``sample``: the stored one, else its mean token probability."""
+    if sample.score is not None:
+        return sample.score
+    return mean_logprob_score(sample.cumulative_logprob, sample.completion_tokens)
+
+
+def evaluate_cross_fitted(
+    config: VerifierGateConfig, pool: SamplePool, budget: int, permutations: int
+) -> tuple[float, float]:
+    """``evaluate`` with calibration scores from the other half of the items (2-fold)."""
+    halves = [pool.items[0::2], pool.items[1::2]]
+    accuracy = tokens = 0.0
+    for gated, other in (halves, halves[::-1]):
+        scores = tuple(pool_score(sample) for item in other for sample in item.samples)
+        calibrated = config.model_copy(update={"calibration_scores": scores})
+        acc, tok = evaluate(calibrated, SamplePool(pool.run_id, gated), budget, permutations)
+        accuracy += acc * len(gated) / len(pool.items)
+        tokens += tok * len(gated) / len(pool.items)
+    return accuracy, tokens
+
+
 def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.generate:
-            ledger = str(Path(tmp) / "pool.duckdb")
+            # --ledger with --generate keeps the pool there, for later runs of this bench.
+            ledger = args.ledger or str(Path(tmp) / "pool.duckdb")
             run_id = generate_pool(
                 args.samples, args.max_tokens, args.items, args.seed, Path(ledger)
             )
@@ -88,6 +122,7 @@ def main(args: argparse.Namespace) -> None:
         rows = sample_pool_rows(ledger, run_id, args.strategy, budget)
         pool = SamplePool.from_rows(run_id, rows)
     print(f"pool: {len(pool.items)} items × up to {budget} samples (run {run_id})")
+    budget = args.n_max or budget
     reference_acc, reference_tok = evaluate(
         MajorityConfig(n=[budget]), pool, budget, args.permutations
     )
@@ -101,12 +136,26 @@ def main(args: argparse.Namespace) -> None:
             OptScaleConfig(n=[budget], k=k, q=q, s_star=s, select="weighted_vote")
             for k in (2, 4) for q in (0.05, 0.2) for s in (0.5, 0.8)
         ],
+        "verifier_gate (item warm-up)": [
+            VerifierGateConfig(n=[budget], warmup=w, percentile=p, answer=a)
+            for w in (2, 4) for p in (50, 75, 90) for a in ("best", "weighted_vote")
+        ],
+        "verifier_gate (calibration run)": [
+            VerifierGateConfig(n=[budget], calibration_run="other half", percentile=p, answer=a)
+            for p in (50, 75, 90, 97) for a in ("best", "weighted_vote")
+        ],
     }  # fmt: skip
+    described = {"threshold", "window", "k", "q", "s_star", "warmup", "percentile", "answer"}
     for method, configs in grids.items():
         rows = []
         for config in configs:
-            acc, tok = evaluate(config, pool, budget, args.permutations)
-            settings = config.model_dump(include={"threshold", "window", "k", "q", "s_star"})
+            if isinstance(config, VerifierGateConfig) and config.calibration_run:
+                acc, tok = evaluate_cross_fitted(config, pool, budget, args.permutations)
+            else:
+                acc, tok = evaluate(config, pool, budget, args.permutations)
+            settings = config.model_dump(include=described)
+            if isinstance(config, VerifierGateConfig) and config.calibration_run:
+                settings.pop("warmup")
             rows.append((acc, tok, settings))
             print(f"  {method} {settings}: accuracy {acc:.3f}, {tok:.1f} tokens/item")
         matching = [r for r in rows if r[0] >= reference_acc - 0.01]
@@ -132,6 +181,11 @@ if __name__ == "__main__":
     parser.add_argument("--samples", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--items", type=int, default=40)
+    parser.add_argument(
+        "--n-max",
+        type=int,
+        help="N of the reference majority@N and every N_max (default: the pool's)",
+    )
     parser.add_argument("--permutations", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()

@@ -167,8 +167,12 @@ def run_all(runner: Any, jobs: list[tuple[str, Question, Any, ModelProfile]]) ->
 
 
 def sample_calls(ran: Ran) -> list[dict[str, Any]]:
-    """The sample calls in sample order (one call per sample for sample-based strategies)."""
-    calls = sorted(ran.record["calls"], key=lambda c: c["sample_index"])
+    """The sample calls in sample order (one call per sample for sample-based strategies).
+
+    A reward model's scoring calls (phase "score", no generated tokens) are left out.
+    """
+    calls = [c for c in ran.record["calls"] if c["phase"] != "score"]
+    calls = sorted(calls, key=lambda c: c["sample_index"])
     assert [c["sample_index"] for c in calls] == list(range(len(calls)))
     assert all(c["phase"] == "sample" and c["call_index"] == 0 for c in calls)
     return calls

@@ -66,7 +66,9 @@ def replay_command(
 
     from pydantic import TypeAdapter
 
+    from ttscale.errors import ConfigError
     from ttscale.ledger import Ledger
+    from ttscale.ledger.calibration import calibrated
     from ttscale.ledger.readers import sample_pool_rows
     from ttscale.pools.writer import imported_pool
     from ttscale.strategies.config import StrategyConfig
@@ -85,8 +87,9 @@ def replay_command(
     with Ledger(ledger, read_only=True) as led:
         imported, answers_stored = imported_pool(led, run_id)
         try:
+            config = calibrated(config, led)  # a verifier gate's calibration run, if it names one
             rows = sample_pool_rows(led, run_id, pool_strategy, pool_budget)
-        except ValueError as exc:
+        except (ValueError, ConfigError) as exc:
             raise fail(str(exc), 2) from None
     pool = SamplePool.from_rows(run_id, rows, answers_stored=answers_stored, imported=imported)
     table = []

@@ -87,12 +87,20 @@ FROM ds
 ORDER BY dataset, language, item_index, config_index
 """
 
-# Per-stream decode throughput: tokens over summed call latency. Concurrent batching makes the
+# Per-stream decode throughput: tokens over summed generation-call latency. Concurrent batching makes the
 # real GPU throughput higher, so costs priced with it are an upper bound.
 MEASURED_THROUGHPUT = """
 SELECT sum(completion_tokens)::DOUBLE, sum(latency_s)
 FROM generation_calls
-WHERE run_id = ?
+WHERE run_id = ? AND phase <> 'score'
+"""
+
+# Scoring calls (phase 'score'): what a reward model read to score samples. Their tokens are
+# prompt tokens; they generate none, so the completion-token axis of every curve leaves them out.
+SCORING_TOTALS = """
+SELECT count(*), coalesce(sum(prompt_tokens), 0)
+FROM generation_calls
+WHERE run_id = ? AND phase = 'score'
 """
 
 CALL_TOTALS = """

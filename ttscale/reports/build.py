@@ -98,6 +98,8 @@ def build_report(data: ReportData, settings: ReportSettings | None = None) -> Re
             prompt_tokens=prompt,
             completion_tokens=completion,
             thinking_tokens=thinking,
+            scoring_calls=data.scoring_totals[0],
+            scoring_tokens=data.scoring_totals[1],
         ),
         measured_throughput_tokens_per_second=throughput,
         lambda_per_1k_tokens=lambda_per_1k,

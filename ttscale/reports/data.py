@@ -59,3 +59,6 @@ class ReportData:
     decline_examples_per_pair: int = 0
     """How many candidates per pair were read: the most ``ReportSettings.decline_examples``
     that a report built from this data may show."""
+    scoring_totals: tuple[int, int] = (0, 0)
+    """(calls, prompt tokens) of the scoring calls: a reward model's prefill, already within
+    ``call_totals``' calls and prompt tokens."""

@@ -260,6 +260,7 @@ def render_html(report: Report) -> str:
         "calls": f"{report.totals.calls} ({report.totals.discarded_calls} discarded)",
         "completion tokens": report.totals.completion_tokens,
         "prompt tokens": report.totals.prompt_tokens,
+        **({"scoring": report.totals.scoring_note()} if report.totals.scoring_calls else {}),
         "input errors": report.input_errors,
         "errored units (left out of every figure)": report.errored_units,
         "bootstrap": f"{report.settings.bootstrap_resamples} paired resamples, "

@@ -191,6 +191,7 @@ def render_markdown(report: Report) -> str:
         f"- calls: {report.totals.calls} ({report.totals.discarded_calls} discarded); "
         f"completion tokens: {report.totals.completion_tokens}; "
         f"prompt tokens: {report.totals.prompt_tokens}",
+        *([f"- {report.totals.scoring_note()}"] if report.totals.scoring_calls else []),
         f"- input errors: {report.input_errors}",
         f"- errored units (left out of every figure): {report.errored_units}",
         f"- bootstrap: {report.settings.bootstrap_resamples} paired resamples over items, "

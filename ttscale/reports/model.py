@@ -145,13 +145,27 @@ class SliceReport(BaseModel):
 
 
 class TokenTotals(BaseModel):
-    """Totals over every generation call of the run (kept or discarded)."""
+    """Totals over every call of the run (kept or discarded)."""
 
     calls: int = 0
     discarded_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     thinking_tokens: int = 0
+    scoring_calls: int = 0
+    """Of ``calls``: scoring calls (a reward model reading a sample; they generate nothing)."""
+    scoring_tokens: int = 0
+    """Of ``prompt_tokens``: what the reward model read. Not on the completion-token axis."""
+
+    def scoring_note(self) -> str:
+        """Where scoring tokens are counted, or "" when the run scored with no model."""
+        if not self.scoring_calls:
+            return ""
+        return (
+            f"scoring tokens: {self.scoring_tokens} in {self.scoring_calls} reward-model calls, "
+            "within the prompt tokens; the token axis counts completion tokens and leaves "
+            "them out"
+        )
 
 
 class Report(BaseModel):

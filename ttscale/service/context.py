@@ -16,6 +16,7 @@ from ttscale.model_prep import ttscale_home
 from ttscale.prompts import ModelProfile, resolve_profile
 from ttscale.runner import Unit, expand_units
 from ttscale.schemas import BatchRequest
+from ttscale.service.calibration import with_calibration
 from ttscale.service.layout import RunLayout
 from ttscale.storage import LocalStore, ObjectStore, open_store
 
@@ -58,8 +59,11 @@ class RunContext:
 def resolve_run(request: BatchRequest) -> RunContext:
     """Resolve ``request`` into its run: the run id, the opened stores and the run's layout.
 
-    Reads and writes nothing.
+    Writes nothing, and reads nothing unless a strategy names a calibration run: then that
+    run's scores are read from the ledger into the request (``with_calibration``), before the
+    run id, which they are part of.
     """
+    request = with_calibration(request)
     run_id = request.resolved_run_id()
     output, output_prefix = open_store(request.output_uri)
     return RunContext(

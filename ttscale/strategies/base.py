@@ -21,7 +21,7 @@ from ttscale.prompts import ModelProfile
 from ttscale.retry import async_retrying, policy_named
 from ttscale.strategies.confidence import DEFAULT_TAIL, DEFAULT_WINDOW, confidence_stats
 from ttscale.strategies.sample_cache import SampleCache, Served, prefix_cut, request_digest
-from ttscale.strategies.scorers import Scorer, make_scorer
+from ttscale.strategies.scorers import Scorer, ScoringCost, make_scorer
 
 if TYPE_CHECKING:
     from ttscale.schemas import Question
@@ -51,6 +51,8 @@ class StopReason(StrEnum):
     """Probe-and-stop: k consecutive answer probes of the thinking gave one answer."""
     CONSENSUS = "consensus"
     """DeepConf: the leading answer's share of confidence-weighted votes reached the threshold."""
+    VERIFIER_PASSED = "verifier_passed"
+    """Verifier gate: a sample's score passed the calibrated threshold."""
     CAP = "cap"
     """An adaptive rule had not stopped when the budget ran out."""
     ERROR = "error"
@@ -362,6 +364,37 @@ class StrategyContext:
     def set_score(self, sample_index: int, score: float) -> None:
         for call in self.record_for(sample_index):
             call.score = score
+
+    def record_scoring(self, sample_index: int, score: float, cost: ScoringCost) -> None:
+        """Record what scoring sample ``sample_index`` cost, as one call of phase "score".
+
+        Its prompt tokens are what the scoring model read; it generates nothing (0 completion
+        and generated tokens), so the ledger's prompt-token totals include scoring, and the
+        completion-token axis of the report does not.
+        """
+        call_index = self._next_call_index.get(sample_index, 0)
+        self._next_call_index[sample_index] = call_index + 1
+        self.calls.append(
+            CallRecord(
+                sample_index=sample_index,
+                call_index=call_index,
+                phase="score",
+                prompt_tokens=cost.prompt_tokens,
+                completion_tokens=0,
+                thinking_tokens=0,
+                answer_tokens=0,
+                finish_reason="stop",
+                stop_reason=None,
+                latency_s=cost.latency_s,
+                used=True,
+                seed=None,
+                cumulative_logprob=None,
+                score=score,
+                extracted_answer=None,
+                completion_text="",
+                generated_tokens=0,
+            )
+        )
 
 
 Strategy = Callable[[StrategyContext, Any], Awaitable[Outcome]]

@@ -19,7 +19,7 @@ from ttscale.grading import canonical_answer
 from ttscale.strategies.base import StrategyContext
 from ttscale.strategies.common import extractor, question_prompt
 from ttscale.strategies.config import ScorerConfig, StrategyConfigBase
-from ttscale.strategies.scorers import Scorer
+from ttscale.strategies.scorers import Scorer, score_and_cost
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,10 @@ class LiveSampler:
         answer = self._extract(completion.text)
         score = None
         if self.scorer is not None:
-            score = await self.scorer.score(self.ctx.question.question, completion)
+            score, cost = await score_and_cost(self.scorer, self.ctx.question.question, completion)
             self.ctx.set_score(index, score)
+            if cost is not None:
+                self.ctx.record_scoring(index, score, cost)
         return Sample(
             index=index,
             answer=answer,

@@ -7,13 +7,21 @@
   to [0, 1] by 1 − exp(−KL).
 - ``reward_model``: an outcome or process reward model behind ``vllm serve`` (pooling runner),
   called over HTTP with httpx.
+
+A scorer that runs a model of its own costs tokens that the generating engine never sees: the
+reward model reads the question and the completion (its prefill). ``score_and_cost`` returns
+that cost with the score, and ``LiveSampler`` records it as a call of phase "score", so ledger
+totals include it. Scorers that only read the completion (mean token probability, stored scores)
+cost nothing.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -38,6 +46,29 @@ class Scorer(Protocol):
     async def score(self, question: str, completion: Completion) -> float: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ScoringCost:
+    """What one score cost beyond the completion itself: a scoring model's prefill."""
+
+    prompt_tokens: int
+    """Tokens the scoring model read (question and completion, as its server counted them)."""
+    latency_s: float
+
+
+async def score_and_cost(
+    scorer: Scorer, question: str, completion: Completion
+) -> tuple[float, ScoringCost | None]:
+    """``scorer``'s score of ``completion``, and its cost if the scorer runs a model (else None).
+
+    A scorer with a cost has ``score_with_cost``; every other scorer reads only the completion.
+    """
+    costed = getattr(scorer, "score_with_cost", None)
+    if costed is None:
+        return await scorer.score(question, completion), None
+    score, cost = await costed(question, completion)
+    return float(score), cost
 
 
 def mean_logprob_score(cumulative_logprob: float | None, tokens: int) -> float:
@@ -214,8 +245,8 @@ class RewardModelScorer:
             ) from exc
         raise ConfigError(f"unexpected reward model output: {str(raw)[:200]}")
 
-    async def score(self, question: str, completion: Completion) -> float:
-        path, payload = self.request(question, completion.text)
+    async def _post(self, path: str, payload: dict[str, Any]) -> Any:
+        """POST ``payload`` to ``path``; the JSON answer, retried as the module docstring says."""
         async for attempt in async_retrying("scorer", (EngineRequestError,)):
             with attempt:
                 try:
@@ -229,7 +260,40 @@ class RewardModelScorer:
                         f"reward model rejected the request ({response.status_code}): "
                         f"{response.text[:200]}"
                     )
-        return self.parse(response.json())
+        return response.json()
+
+    async def _prefill_tokens(self, body: Any, payload: dict[str, Any]) -> int:
+        """Tokens the reward model read: the answer's ``usage``, else the server's /tokenize."""
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if isinstance(usage, dict) and _is_number(usage.get("prompt_tokens")):
+            return int(usage["prompt_tokens"])
+        # A server that reports no usage still counts: /tokenize takes the same messages, and
+        # a /classify input as its prompt.
+        if "input" in payload:
+            payload = {"model": payload["model"], "prompt": payload["input"]}
+        counted = await self._post("/tokenize", payload)
+        if not isinstance(counted, dict) or not _is_number(counted.get("count")):
+            raise ConfigError(
+                "the reward model reports no token usage and /tokenize gave no count: "
+                f"{str(counted)[:200]}"
+            )
+        return int(counted["count"])
+
+    async def score_with_cost(
+        self, question: str, completion: Completion
+    ) -> tuple[float, ScoringCost]:
+        """The score, and what the reward model read to give it."""
+        started = time.perf_counter()
+        path, payload = self.request(question, completion.text)
+        body = await self._post(path, payload)
+        score = self.parse(body)
+        tokens = await self._prefill_tokens(body, payload)
+        return score, ScoringCost(tokens, time.perf_counter() - started)
+
+    async def score(self, question: str, completion: Completion) -> float:
+        """The score alone (one request; nothing counted)."""
+        path, payload = self.request(question, completion.text)
+        return self.parse(await self._post(path, payload))
 
 
 class StoredScorer:

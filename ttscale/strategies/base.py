@@ -47,6 +47,10 @@ class StopReason(StrEnum):
     """Refinement: a revision repeated the previous answer."""
     PROBES_AGREED = "probes_agreed"
     """Probe-and-stop: k consecutive answer probes of the thinking gave one answer."""
+    CONFIDENT = "confident"
+    """Confidence stop: a probe's answer confidence reached the ramping threshold."""
+    DEGENERATE = "degenerate"
+    """Confidence stop: the degeneration score says more thinking is unlikely to help."""
     CAP = "cap"
     """An adaptive rule had not stopped when the budget ran out."""
     ERROR = "error"
@@ -61,6 +65,7 @@ class ContinueReason(StrEnum):
     WINDOW_DISAGREED = "window_disagreed"
     BELOW_N_STAR = "below_n_star"
     PROBES_DISAGREED = "probes_disagreed"
+    NOT_CONFIDENT = "not_confident"
 
 
 @dataclass

@@ -101,17 +101,36 @@ def probe_confidence(completion: Completion) -> float | None:
     return sum(math.exp(lp) for lp in logprobs) / len(logprobs)
 
 
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How one trace is thought and probed: the sampling of its thinking, the probe interval and
+    length, and its thinking cap."""
+
+    probe_every: int
+    probe_max_tokens: int
+    temperature: float
+    top_p: float
+    cap: int
+
+    @classmethod
+    def of(cls, config: ProbingConfigBase, cap: int) -> ProbeSettings:
+        return cls(
+            config.probe_every, config.probe_max_tokens, config.temperature, config.top_p, cap
+        )
+
+
 async def think_with_probes(
     ctx: StrategyContext,
     prompt: Sequence[int],
-    config: ProbingConfigBase,
+    settings: ProbeSettings,
     rule: ProbeRule,
     *,
     sample_index: int = 0,
 ) -> ProbedThinking:
-    """Think in chunks of ``config.probe_every`` tokens from ``prompt``, probing after each, until
-    ``rule`` stops, the model ends its thinking, or ``ctx.budget`` thinking tokens."""
+    """Think in chunks of ``settings.probe_every`` tokens from ``prompt``, probing after each,
+    until ``rule`` stops, the model ends its thinking, or ``settings.cap`` thinking tokens."""
     delimiter, dataset = ctx.profile.end_of_thinking, ctx.question.dataset
+    config, cap = settings, settings.cap
     prompt = list(prompt)
     thinking_ids: list[int] = []
     thinking_text = ""
@@ -120,7 +139,7 @@ async def think_with_probes(
         completion = await ctx.generate(
             prompt + thinking_ids,
             SamplingSpec(
-                max_tokens=min(config.probe_every, ctx.budget - len(thinking_ids)),
+                max_tokens=min(config.probe_every, cap - len(thinking_ids)),
                 temperature=config.temperature,
                 top_p=config.top_p,
                 stop=(delimiter,),
@@ -138,7 +157,7 @@ async def think_with_probes(
             ids = await ctx.engine.aencode(kept)
             return ProbedThinking(ids, kept, history, StopReason.MODEL_STOPPED, None)
         thinking_ids += completion.token_ids
-        if len(thinking_ids) >= ctx.budget:
+        if len(thinking_ids) >= cap:
             decision = rule(history, True)
             return ProbedThinking(
                 thinking_ids, thinking_text, history, decision.stop_reason, decision

@@ -28,6 +28,7 @@ from ttscale.strategies.language import forcing_for
 from ttscale.strategies.probing import (
     ProbeHistory,
     ProbeRule,
+    ProbeSettings,
     ProbingConfigBase,
     probe_detail,
     think_with_probes,
@@ -110,7 +111,9 @@ async def confidence_stop(ctx: StrategyContext, config: ConfidenceStopConfig) ->
         ctx, forcing.system_extra, ctx.profile.thinking_prefix + forcing.thinking_prefix
     )
     rule = config.rule()
-    thinking = await think_with_probes(ctx, prompt, config, confidence_rule(rule))
+    thinking = await think_with_probes(
+        ctx, prompt, ProbeSettings.of(config, ctx.budget), confidence_rule(rule)
+    )
     answer_call, final = await force_answer(
         ctx, prompt + thinking.thinking_ids, max_tokens=config.answer_max_tokens, phase="answer"
     )

@@ -23,6 +23,7 @@ from ttscale.strategies.kinds.budget_forcing import THINKING_TOKENS
 from ttscale.strategies.language import forcing_for
 from ttscale.strategies.probing import (
     ProbeHistory,
+    ProbeSettings,
     ProbingConfigBase,
     probe_detail,
     think_with_probes,
@@ -60,7 +61,9 @@ async def probe_stop(ctx: StrategyContext, config: ProbeStopConfig) -> Outcome:
     prompt = await question_prompt(
         ctx, forcing.system_extra, ctx.profile.thinking_prefix + forcing.thinking_prefix
     )
-    thinking = await think_with_probes(ctx, prompt, config, agreement_rule(config.k))
+    thinking = await think_with_probes(
+        ctx, prompt, ProbeSettings.of(config, ctx.budget), agreement_rule(config.k)
+    )
     answer_call, final = await force_answer(
         ctx, prompt + thinking.thinking_ids, max_tokens=config.answer_max_tokens, phase="answer"
     )

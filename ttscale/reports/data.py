@@ -59,3 +59,6 @@ class ReportData:
     decline_examples_per_pair: int = 0
     """How many candidates per pair were read: the most ``ReportSettings.decline_examples``
     that a report built from this data may show."""
+    thinking_axes: list[dict[str, Any]] = field(default_factory=list)
+    """Per slice, strategy and budget of units that probed their thinking: the
+    ``ThinkingAxesRow`` columns (samples × thinking tokens per sample)."""

@@ -183,3 +183,19 @@ def test_the_spec_knows_confidence_stop_and_checks_the_ramp() -> None:
     assert config.budgets() == [64, 128] and config.rule().threshold_start == 0.8
     with pytest.raises(ValidationError, match="ramps up"):
         ConfidenceStopConfig(threshold_start=0.99, threshold_end=0.9)
+
+
+def test_probes_carry_the_language_forcing_and_the_profiles_answer_cue() -> None:
+    # The probe prompt is the trace's prompt (German system line and thinking prefix) plus the
+    # run profile's delimiter and cue, the one the prompt tells the model to end with.
+    engine = PlantedConfidenceEngine([0.1] * 8)
+    config = ConfidenceStopConfig(budgets_tokens=[64], probe_every=16, language_forcing="all")
+    record = run(engine, config, 64, question(0, language="de"))
+    assert_accounted(record, engine)
+    calls = record["calls"]
+    probes = [p for p, c in zip(engine.prompts, calls, strict=True) if c["phase"] == "probe"]
+    assert len(probes) == 3  # at 16, 32 and 48; none at the cap
+    for prompt in probes:
+        assert "Think and answer only in German." in prompt
+        assert "<|assistant|>Lass mich Schritt für Schritt nachdenken." in prompt
+        assert prompt.endswith(CUE)

@@ -35,6 +35,7 @@ from ttscale.strategies.config import (
     RefinementConfig,
     WeightedVoteConfig,
 )
+from ttscale.strategies.kinds.confidence_stop import ConfidenceStopConfig
 from ttscale.strategies.kinds.probe_stop import ProbeStopConfig
 from ttscale.strategies.sample_cache import SampleCache, request_digest
 
@@ -54,6 +55,7 @@ SWEEPS: dict[str, list[Any]] = {
     "refinement": [RefinementConfig(rounds=[1, 2])],
     "budget_forcing": [BudgetForcingConfig(budgets_tokens=[16, 32, 64, 128, 256])],
     "probe_stop": [ProbeStopConfig(budgets_tokens=[32, 64, 128], probe_every=16, k=2)],
+    "confidence_stop": [ConfidenceStopConfig(budgets_tokens=[32, 64, 128], probe_every=16)],
 }
 ATTRIBUTED = (
     "sample_index", "call_index", "phase", "prompt_tokens", "completion_tokens",

@@ -130,7 +130,7 @@ async def think_with_probes(
     """Think in chunks of ``settings.probe_every`` tokens from ``prompt``, probing after each,
     until ``rule`` stops, the model ends its thinking, or ``settings.cap`` thinking tokens."""
     delimiter, dataset = ctx.profile.end_of_thinking, ctx.question.dataset
-    config, cap = settings, settings.cap
+    cap = settings.cap
     prompt = list(prompt)
     thinking_ids: list[int] = []
     thinking_text = ""
@@ -139,9 +139,9 @@ async def think_with_probes(
         completion = await ctx.generate(
             prompt + thinking_ids,
             SamplingSpec(
-                max_tokens=min(config.probe_every, cap - len(thinking_ids)),
-                temperature=config.temperature,
-                top_p=config.top_p,
+                max_tokens=min(settings.probe_every, cap - len(thinking_ids)),
+                temperature=settings.temperature,
+                top_p=settings.top_p,
                 stop=(delimiter,),
             ),
             sample_index=sample_index,
@@ -165,7 +165,7 @@ async def think_with_probes(
         probe, answer = await force_answer(
             ctx,
             prompt + thinking_ids,
-            max_tokens=config.probe_max_tokens,
+            max_tokens=settings.probe_max_tokens,
             phase="probe",
             record_answer=True,
             sample_index=sample_index,

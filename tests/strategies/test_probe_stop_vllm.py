@@ -8,12 +8,15 @@ and the recorded stop is what the rule says for the recorded probe answers.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 from vllm_units import PLAIN, QUESTIONS, SpyEngine, run_all
 
 from ttscale.grading import canonical_answer
+from ttscale.strategies.confidence_stopping import confidence_stop_decision
+from ttscale.strategies.kinds.confidence_stop import ConfidenceStopConfig
 from ttscale.strategies.kinds.probe_stop import ProbeStopConfig
 from ttscale.strategies.stopping import probes_agree_decision
 
@@ -26,10 +29,42 @@ CONFIGS = {
 }
 
 
+# A low threshold, so that on noise the confident stop occurs as well as the cap.
+CONFIDENT = ConfidenceStopConfig(
+    budgets_tokens=[40], probe_every=8, probe_max_tokens=4, threshold_start=0.3, threshold_end=0.5
+)
+
+
 @pytest.fixture(scope="module")
 def ran(shared_engine: Any) -> dict[Any, Any]:
-    jobs = [(label, q, config, PLAIN) for label, config in CONFIGS.items() for q in QUESTIONS]
+    configs = {**CONFIGS, "confidence": CONFIDENT}
+    jobs = [(label, q, config, PLAIN) for label, config in configs.items() for q in QUESTIONS]
     return run_all(shared_engine, jobs)
+
+
+@pytest.mark.parametrize("item", [q.id for q in QUESTIONS])
+def test_confidence_stop_reads_vllms_logprobs_and_stops_by_its_rule(
+    ran: dict[Any, Any], item: str
+) -> None:
+    r = ran["confidence", item]
+    record, spy, detail = r.record, r.spy, r.record["detail"]
+    assert record["error"] is None, record["error"]
+    calls, requests = record["calls"], spy.requests
+    produced = sum(len(g.completions[0].token_ids) for _, _, g in requests)
+    assert sum(c["completion_tokens"] for c in calls) == produced
+    # Each probe's confidence is the mean probability of the tokens vLLM returned for it.
+    probes = [g.completions[0] for c, (_, _, g) in zip(calls, requests, strict=True)
+              if c["phase"] == "probe"]  # fmt: skip
+    assert probes and all(len(p.token_logprobs) == len(p.token_ids) > 0 for p in probes)
+    expected = [sum(math.exp(lp) for lp in p.token_logprobs) / len(p.token_ids) for p in probes]
+    assert detail["probe_confidences"] == pytest.approx(expected)
+    assert all(0.0 < c <= 1.0 for c in expected)
+    keys = [canonical_answer(a, r.question.dataset) for a in detail["probe_answers"]]
+    rule = CONFIDENT.rule()
+    for n in range(1, len(keys)):
+        assert not confidence_stop_decision(keys[:n], expected[:n], rule).stop
+    final = confidence_stop_decision(keys, expected, rule, at_cap=record["stop_reason"] == "cap")
+    assert final.stop and str(final.reason) == record["stop_reason"]
 
 
 @pytest.mark.parametrize("label", list(CONFIGS))

@@ -35,6 +35,7 @@ from ttscale.strategies.config import (
     RefinementConfig,
     WeightedVoteConfig,
 )
+from ttscale.strategies.kinds.confidence_stop import ConfidenceStopConfig
 from ttscale.strategies.kinds.deepconf import DeepConfConfig
 from ttscale.strategies.kinds.probe_stop import ProbeStopConfig
 from ttscale.strategies.kinds.verifier_gate import VerifierGateConfig
@@ -59,6 +60,7 @@ SWEEPS: dict[str, list[Any]] = {
     # Online: the warm-up and the traces streamed under its bar are shared by both budgets.
     "deepconf": [DeepConfConfig(n=[6, 12], warmup=4, window=12, keep_percent=50, top_logprobs=3)],
     "verifier_gate": [VerifierGateConfig(n=[4, 8], warmup=2, percentile=60)],
+    "confidence_stop": [ConfidenceStopConfig(budgets_tokens=[32, 64, 128], probe_every=16)],
 }
 ATTRIBUTED = (
     "sample_index", "call_index", "phase", "prompt_tokens", "completion_tokens",

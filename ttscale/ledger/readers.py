@@ -116,6 +116,7 @@ def read_report_data(
         errored_units=int(errored_units),
         decline_candidates=candidates,
         decline_examples_per_pair=decline_examples,
+        thinking_axes=_rows(con, q.THINKING_AXES, run_id),
     )
 
 

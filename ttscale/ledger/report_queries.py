@@ -150,3 +150,33 @@ FROM candidates
 WHERE rank <= $per_pair
 ORDER BY dataset, language, strategy, lower_budget, item_id
 """
+
+# Units that probed their thinking (a call in phase 'probe'): samples × thinking tokens per
+# sample, per slice. Only the used samples count (Adaptive-Consistency discards a round's tail).
+THINKING_AXES = """
+WITH probed AS (
+    SELECT run_id, item_id, strategy, budget,
+           count(DISTINCT sample_index) FILTER (WHERE used)          AS samples,
+           coalesce(sum(thinking_tokens) FILTER (WHERE used), 0)     AS thinking_tokens,
+           coalesce(sum(completion_tokens) FILTER (WHERE used AND phase = 'probe'), 0)
+                                                                      AS probe_tokens,
+           count(*) FILTER (WHERE used AND phase = 'probe')          AS probes
+    FROM generation_calls
+    WHERE run_id = ?
+    GROUP BY run_id, item_id, strategy, budget
+    HAVING count(*) FILTER (WHERE phase = 'probe') > 0
+)
+SELECT i.dataset, i.language, p.strategy, p.budget,
+       count(*)                                                   AS items,
+       avg(d.correct::INTEGER)                                    AS accuracy,
+       avg(p.samples)                                             AS mean_samples,
+       avg(p.thinking_tokens / greatest(p.samples, 1))            AS mean_thinking_tokens_per_sample,
+       avg(p.probe_tokens / greatest(p.samples, 1))               AS mean_probe_tokens_per_sample,
+       avg(p.probes / greatest(p.samples, 1))                     AS mean_probes_per_sample
+FROM probed p
+JOIN item_decisions d USING (run_id, item_id, strategy, budget)
+JOIN items i USING (run_id, item_id)
+WHERE d.stop_reason <> 'error'
+GROUP BY ALL
+ORDER BY i.dataset, i.language, p.strategy, p.budget
+"""

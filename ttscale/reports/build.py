@@ -50,6 +50,7 @@ from ttscale.reports.model import (
     SummaryRow,
     TokenTotals,
 )
+from ttscale.reports.thinking import ThinkingAxesRow
 
 __all__ = ["ReportSettings", "build_report"]
 
@@ -106,6 +107,7 @@ def build_report(data: ReportData, settings: ReportSettings | None = None) -> Re
         slices=slice_reports,
         input_errors=data.input_errors,
         errored_units=data.errored_units,
+        thinking_axes=[ThinkingAxesRow.model_validate(row) for row in data.thinking_axes],
     )
 
 

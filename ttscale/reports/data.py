@@ -62,3 +62,6 @@ class ReportData:
     scoring_totals: tuple[int, int] = (0, 0)
     """(calls, prompt tokens) of the scoring calls: a reward model's prefill, already within
     ``call_totals``' calls and prompt tokens."""
+    thinking_axes: list[dict[str, Any]] = field(default_factory=list)
+    """Per slice, strategy and budget of units that probed their thinking: the
+    ``ThinkingAxesRow`` columns (samples × thinking tokens per sample)."""

@@ -21,6 +21,11 @@ from ttscale.reports.tables import (
     pct,
     saturation_rows,
 )
+from ttscale.reports.thinking import (
+    THINKING_AXES_HEADER,
+    THINKING_AXES_NOTE,
+    thinking_axes_rows,
+)
 
 PAGE_CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;padding:0 12px;color:#222}
@@ -219,6 +224,17 @@ def _inverse_section(s: SliceReport) -> str:
     return "".join(parts)
 
 
+def _thinking_axes_section(report: Report) -> str:
+    if not report.thinking_axes:
+        return ""
+    rows = thinking_axes_rows(report.thinking_axes, _e)
+    return (
+        "<h2>Samples × thinking tokens per sample (probed thinking)</h2>"
+        + _table(THINKING_AXES_HEADER, rows)
+        + f"<p>{_e(THINKING_AXES_NOTE)}</p>"
+    )
+
+
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML document."""
     run = report.run
@@ -284,6 +300,7 @@ def render_html(report: Report) -> str:
         f"<details><summary>versions, prompts, request</summary><pre>{_e(details)}</pre></details>",
         "<h2>Per strategy × budget (all slices)</h2>",
         summary,
+        _thinking_axes_section(report),
         '<p><label>Slice: <select id="slice-select">' + "".join(options) + "</select></label></p>",
         *(
             _slice_section(k, s, report.settings.extrapolation_limit)

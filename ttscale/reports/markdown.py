@@ -15,6 +15,11 @@ from ttscale.reports.tables import (
     pct,
     saturation_rows,
 )
+from ttscale.reports.thinking import (
+    THINKING_AXES_HEADER,
+    THINKING_AXES_NOTE,
+    thinking_axes_rows,
+)
 
 
 def md_text(text: object, limit: int = 200) -> str:
@@ -203,6 +208,10 @@ def render_markdown(report: Report) -> str:
         *_summary_table(report.summary),
         "",
     ]
+    if report.thinking_axes:
+        lines += ["## Samples × thinking tokens per sample (probed thinking)", ""]
+        lines += _table(THINKING_AXES_HEADER, thinking_axes_rows(report.thinking_axes, md_text))
+        lines += ["", THINKING_AXES_NOTE, ""]
     if report.slices:
         lines += ["## Recommendations per slice", ""]
         lines += _table(

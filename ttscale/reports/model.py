@@ -14,6 +14,7 @@ from ttscale.analysis.frontier import FrontierStep
 from ttscale.analysis.inverse import PairwiseDecline, TrendTest
 from ttscale.analysis.recommend import Recommendation
 from ttscale.analysis.saturation import SaturationFit
+from ttscale.reports.thinking import ThinkingAxesRow
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -186,4 +187,6 @@ class Report(BaseModel):
     slices: list[SliceReport] = []
     input_errors: int = 0
     errored_units: int = 0
+    thinking_axes: list[ThinkingAxesRow] = []
+    """Samples × thinking tokens per sample, per slice, of units that probed their thinking."""
     """Units whose strategy failed (stop_reason 'error'): excluded from every curve and summary."""

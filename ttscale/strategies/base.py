@@ -53,6 +53,10 @@ class StopReason(StrEnum):
     """DeepConf: the leading answer's share of confidence-weighted votes reached the threshold."""
     VERIFIER_PASSED = "verifier_passed"
     """Verifier gate: a sample's score passed the calibrated threshold."""
+    CONFIDENT = "confident"
+    """Confidence stop: a probe's answer confidence reached the ramping threshold."""
+    DEGENERATE = "degenerate"
+    """Confidence stop: the degeneration score says more thinking is unlikely to help."""
     CAP = "cap"
     """An adaptive rule had not stopped when the budget ran out."""
     ERROR = "error"
@@ -67,6 +71,7 @@ class ContinueReason(StrEnum):
     WINDOW_DISAGREED = "window_disagreed"
     BELOW_N_STAR = "below_n_star"
     PROBES_DISAGREED = "probes_disagreed"
+    NOT_CONFIDENT = "not_confident"
 
 
 @dataclass

@@ -38,9 +38,10 @@ async def force_answer(
     max_tokens: int,
     phase: str,
     record_answer: bool = False,
+    sample_index: int = 0,
 ) -> tuple[Completion, str | None]:
     """End the thinking in ``thinking_prompt``: append the profile's delimiter and answer cue,
-    generate the answer greedily (sample 0, up to a blank line), and extract it.
+    generate the answer greedily (as sample ``sample_index``, up to a blank line), and extract it.
 
     Budget forcing's final answer ("answer"); probe-and-stop's probes ("probe") too, whose
     answers are also recorded on their calls (``record_answer``).
@@ -55,7 +56,7 @@ async def force_answer(
     completion = await ctx.generate(
         [*thinking_prompt, *forced],
         SamplingSpec(max_tokens=max_tokens, temperature=0.0, stop=("\n\n",)),
-        sample_index=0,
+        sample_index=sample_index,
         phase=phase,
         extract=answer_of if record_answer else None,
     )

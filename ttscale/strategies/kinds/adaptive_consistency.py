@@ -18,12 +18,13 @@ from pydantic import ConfigDict, Field
 from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import majority_vote
 from ttscale.strategies.config import SampleCountConfigBase
+from ttscale.strategies.probed_samples import ProbedSampler, ThinkingStopOption, sampler_for
 from ttscale.strategies.registry import strategy
-from ttscale.strategies.sampling import LiveSampler, Sample
+from ttscale.strategies.sampling import Sample
 from ttscale.strategies.stopping import StopDecision, adaptive_consistency_should_stop
 
 
-class AdaptiveConsistencyConfig(SampleCountConfigBase):
+class AdaptiveConsistencyConfig(SampleCountConfigBase, ThinkingStopOption):
     """Adaptive-Consistency (Aggarwal et al. 2023): sample until P(leader is the mode) ≥ threshold.
 
     Budget = the most samples (N_max). The rule is checked after every sample in index order.
@@ -76,7 +77,7 @@ def adaptive_consistency_decision(
 @strategy(AdaptiveConsistencyConfig, order=50)
 async def adaptive_consistency(ctx: StrategyContext, config: AdaptiveConsistencyConfig) -> Outcome:
     """Sample in rounds of ``config.round_size`` until the rule stops or ``ctx.budget`` samples."""
-    sampler = LiveSampler(ctx, config)
+    sampler = sampler_for(ctx, config)
     budget = ctx.budget
     samples: list[Sample] = []
     trace: list[float | None] = []
@@ -104,4 +105,6 @@ async def adaptive_consistency(ctx: StrategyContext, config: AdaptiveConsistency
         "samples_drawn": len(samples),
         "round_size": config.round_size,
     }
+    if isinstance(sampler, ProbedSampler):
+        detail["thinking"] = sampler.detail([s.index for s in samples[:used]])
     return Outcome(vote.winner, decision.stop_reason, used, detail)

@@ -10,45 +10,35 @@ are recorded as their own phase ("probe") and count as spent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
-from ttscale.engines.base import SamplingSpec
 from ttscale.grading import canonical_answer
 from ttscale.strategies.base import Outcome, StopReason, StrategyContext
 from ttscale.strategies.common import force_answer, question_prompt
-from ttscale.strategies.config import StrategyConfigBase
 from ttscale.strategies.kinds.budget_forcing import THINKING_TOKENS
 from ttscale.strategies.language import forcing_for
+from ttscale.strategies.probing import (
+    ProbeHistory,
+    ProbeSettings,
+    ProbingConfigBase,
+    probe_detail,
+    think_with_probes,
+)
 from ttscale.strategies.registry import strategy
-from ttscale.strategies.stopping import probes_agree_decision
+from ttscale.strategies.stopping import StopDecision, probes_agree_decision
 
 
-class ProbeStopConfig(StrategyConfigBase):
+class ProbeStopConfig(ProbingConfigBase):
     """Probe-and-stop: every ``probe_every`` thinking tokens, force a short answer from the trace
     so far; stop thinking once ``k`` probes in a row agree (or at B), then force the answer."""
 
     model_config = ConfigDict(title="Probe and stop")
 
     kind: Literal["probe_stop"] = Field("probe_stop", title="Strategy kind")
-    temperature: float = Field(
-        0.0, ge=0, le=2, title="Temperature", description="Of the thinking; 0 is greedy, as in s1."
-    )
-    budgets_tokens: list[int] = Field(
-        [64, 128, 256],
-        title="Thinking caps B (tokens)",
-        description="One result per B: thinking stops at B tokens at the latest.",
-    )
-    probe_every: int = Field(
-        32,
-        ge=1,
-        le=32768,
-        title="Tokens between probes",
-        description="Thinking tokens generated before each answer probe.",
-    )
     k: int = Field(
         2,
         ge=1,
@@ -56,26 +46,11 @@ class ProbeStopConfig(StrategyConfigBase):
         title="Agreeing probes to stop",
         description="Stop when this many consecutive probes give the same answer.",
     )
-    probe_max_tokens: int = Field(
-        16, ge=1, le=1024, title="Probe tokens", description="Most tokens of one answer probe."
-    )
-    answer_max_tokens: int = Field(
-        32, ge=1, le=1024, title="Answer tokens", description="Tokens for the forced answer."
-    )
-    language_forcing: Literal["none", "prefix", "system", "all"] = Field(
-        "none",
-        title="Language forcing",
-        description="Keep thinking in the question's language: a translated thinking prefix, a "
-        "'think and answer only in X' system prompt, or both.",
-    )
 
-    @field_validator("budgets_tokens")
-    @classmethod
-    def _valid_budgets(cls, v: list[int]) -> list[int]:
-        return cls._check_budgets(v)
 
-    def budgets(self) -> list[int]:
-        return list(self.budgets_tokens)
+def agreement_rule(k: int) -> Callable[[ProbeHistory, bool], StopDecision]:
+    """Dynasor-CoT's rule as a probe rule: k consecutive graded-equal probe answers."""
+    return lambda history, at_cap: probes_agree_decision(history.keys, k, at_cap=at_cap)
 
 
 @strategy(ProbeStopConfig, order=90, budget=THINKING_TOKENS)
@@ -86,83 +61,21 @@ async def probe_stop(ctx: StrategyContext, config: ProbeStopConfig) -> Outcome:
     prompt = await question_prompt(
         ctx, forcing.system_extra, ctx.profile.thinking_prefix + forcing.thinking_prefix
     )
-    delimiter, dataset = ctx.profile.end_of_thinking, ctx.question.dataset
-    thinking_ids: list[int] = []
-    thinking_text = ""
-    positions: list[int] = []
-    answers: list[str | None] = []
-    keys: list[str | None] = []
-    while True:
-        completion = await ctx.generate(
-            prompt + thinking_ids,
-            SamplingSpec(
-                max_tokens=min(config.probe_every, ctx.budget - len(thinking_ids)),
-                temperature=config.temperature,
-                top_p=config.top_p,
-                stop=(delimiter,),
-            ),
-            sample_index=0,
-            phase="thinking",
-        )
-        thinking_text += completion.text
-        # A stop string is only seen inside one request: a delimiter split across two chunks
-        # ends the thinking too.
-        if completion.finish_reason != "length" or delimiter in thinking_text:
-            # The model ended its thinking (delimiter or end of sequence): as in budget forcing,
-            # its text without the delimiter is re-encoded.
-            thinking_ids = await _encode(ctx, _before(thinking_text, delimiter))
-            stop = StopReason.MODEL_STOPPED
-            break
-        thinking_ids += completion.token_ids
-        if len(thinking_ids) >= ctx.budget:
-            stop = probes_agree_decision(keys, config.k, at_cap=True).stop_reason
-            break
-        _, answer = await force_answer(
-            ctx,
-            prompt + thinking_ids,
-            max_tokens=config.probe_max_tokens,
-            phase="probe",
-            record_answer=True,
-        )
-        positions.append(len(thinking_ids))
-        answers.append(answer)
-        keys.append(canonical_answer(answer, dataset))
-        decision = probes_agree_decision(keys, config.k)
-        if decision.stop:
-            stop = decision.stop_reason
-            break
-    answer_call, final = await force_answer(
-        ctx, prompt + thinking_ids, max_tokens=config.answer_max_tokens, phase="answer"
+    thinking = await think_with_probes(
+        ctx, prompt, ProbeSettings.of(config, ctx.budget), agreement_rule(config.k)
     )
+    answer_call, final = await force_answer(
+        ctx, prompt + thinking.thinking_ids, max_tokens=config.answer_max_tokens, phase="answer"
+    )
+    detail = probe_detail(ctx, thinking)
+    detail.update(budget=ctx.budget, probe_every=config.probe_every, k=config.k)
     return Outcome(
         final_answer=final,
-        stop_reason=stop,
+        stop_reason=thinking.stop,
         samples_used=1,
-        detail={
-            "thinking_tokens": _tokens(ctx, "thinking"),
-            "probe_tokens": _tokens(ctx, "probe"),
-            "budget": ctx.budget,
-            "probe_every": config.probe_every,
-            "k": config.k,
-            "probe_positions": positions,
-            "probe_answers": answers,
-            "stopped": str(stop),
-        },
-        answered_language=forcing.detect(answer_call.text, thinking_text),
+        detail=detail,
+        answered_language=forcing.detect(answer_call.text, thinking.thinking_text),
     )
-
-
-def _before(text: str, delimiter: str) -> str:
-    return text[: text.find(delimiter)] if delimiter in text else text
-
-
-async def _encode(ctx: StrategyContext, text: str) -> list[int]:
-    """The one tokenizer call of this strategy besides its prompt and forced cues."""
-    return await ctx.engine.aencode(text)
-
-
-def _tokens(ctx: StrategyContext, phase: str) -> int:
-    return sum(c.completion_tokens for c in ctx.calls if c.phase == phase)
 
 
 @dataclass(frozen=True)

@@ -237,10 +237,16 @@ def connect_lake(
             raise LedgerError(f"no ledger at {catalog_file}")
         if catalog_file.is_file() and _is_duckdb_file(catalog_file):
             raise LedgerError(
-                f"{catalog_file} is a DuckDB ledger file from before the lake (importing one is "
-                "not built yet); give another --ledger path, e.g. ledger.sqlite"
+                f"{catalog_file} is a DuckDB ledger file from before the lake: give another "
+                f"--ledger path, e.g. ledger.sqlite, and bring its runs in with "
+                f"'ttscale ledger import {catalog_file} --ledger ledger.sqlite'"
             )
-        catalog_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            catalog_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the ledger folder {catalog_file.parent}: {exc.strerror}"
+            ) from None
         if not read_only:
             _use_wal(catalog_file)
     con = duckdb.connect(config=dict(config or {}))

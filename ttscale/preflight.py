@@ -7,6 +7,7 @@ the README documents, so a bad request costs seconds, not a model load.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from ttscale.engines.config import EngineConfig, OpenAIEngineConfig, VLLMEngineConfig
 from ttscale.errors import ConfigError, EngineDeadError
@@ -81,11 +82,14 @@ def check_ledger_path(path: str) -> None:
         check_data_path_writable,
         connect_lake,
         parse_ledger,
+        stored_data_path,
     )
 
     spec = parse_ledger(path)
     if spec.catalog_file is None:
-        connect_lake(spec).close()
+        with connect_lake(spec) as con:
+            if spec.data_path is None:  # a server catalog remembers where its files go
+                spec = replace(spec, data_path=stored_data_path(con))
     else:
         check_catalog_folder_writable(spec)
     check_data_path_writable(spec)

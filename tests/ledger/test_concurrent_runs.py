@@ -109,12 +109,12 @@ def _concurrent_then_alone(
     """The batches at once into one ledger, then each alone into its own: ``place(name)`` gives
     a fresh (ledger, output) pair, None for the default."""
     from ttscale.ledger import Ledger
-    from ttscale.schemas import BatchRequest
+    from ttscale.schemas import default_ledger
 
     ledger, output = place("shared")
     cwd.mkdir(parents=True, exist_ok=True)
     # The lake exists before the reader's first query (a read of no lake is exit 7, rightly).
-    Ledger(ledger or cwd / BatchRequest.model_fields["ledger_path"].default).close()
+    Ledger(ledger or cwd / default_ledger()).close()
     started = time.monotonic()
     with SqlEverySecond(ledger, cwd) as reader:
         runs = {r: _ttscale(_run_args(r, cwd, ledger, output), cwd) for r in BATCHES}

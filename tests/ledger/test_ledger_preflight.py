@@ -101,8 +101,14 @@ def test_an_unreachable_catalog_exits_7(tmp_path: Path) -> None:
 def test_a_wrong_password_exits_7(postgres_server: Callable[[], str], tmp_path: Path) -> None:
     conninfo = postgres_server()
     data = f"data_path={tmp_path / 'data'}"
-    right = ttscale_run(tmp_path, f"ducklake:postgres:{conninfo} {data}", tmp_path / "right")
-    assert right.returncode == 0, right.stderr[-2000:]  # the same lake, with its password, works
+    # The same lake with the right password works, given as the service gives it: PGPASSWORD
+    # (libpq), so no password is in the ledger URI that each run's request stores.
+    without, _, password = conninfo.rpartition(" password=")
+    right = ttscale_run(
+        tmp_path, f"ducklake:postgres:{without} {data}", tmp_path / "right",
+        env={"PGPASSWORD": password},
+    )  # fmt: skip
+    assert right.returncode == 0, right.stderr[-2000:]
     wrong = conninfo.replace("password=", "password=not-")
     result = ttscale_run(tmp_path, f"ducklake:postgres:{wrong} {data}", tmp_path / "out")
     assert_exit_7_before_generation(result, tmp_path / "out", "password authentication failed")
@@ -173,3 +179,19 @@ def test_an_s3_data_path_with_refused_credentials_exits_7(
     ledger = f"ducklake:sqlite:{tmp_path / 'l.sqlite'} data_path=s3://bucket/lake/"
     result = ttscale_run(tmp_path, ledger, tmp_path / "out", env=env)
     assert_exit_7_before_generation(result, tmp_path / "out", "s3://bucket/lake/", "403")
+
+
+def test_a_postgres_lakes_stored_data_path_without_permission_exits_7(
+    postgres_server: Callable[[], str], shared_workdir: Path
+) -> None:
+    # The catalog remembers its data path: a run that names only the catalog is checked there.
+    conninfo, data = postgres_server(), shared_workdir / "data"
+    from ttscale.ledger import Ledger
+
+    Ledger(f"ducklake:postgres:{conninfo} data_path={data}").close()
+    _read_only(data)
+    out = shared_workdir / "out"
+    result = ttscale_run(
+        shared_workdir, f"ducklake:postgres:{conninfo}", out, without_override=True
+    )
+    assert_exit_7_before_generation(result, out, f"ledger data path {data}", "not writable")

@@ -267,6 +267,18 @@ def connect_lake(
     return con
 
 
+def stored_data_path(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The data path the attached lake's catalog records (None for a lake not created yet)."""
+    try:
+        row = con.execute(
+            f"SELECT value FROM __ducklake_metadata_{LAKE}.ducklake_metadata "
+            "WHERE key = 'data_path'"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    return str(row[0]) if row and row[0] else None
+
+
 WRITE_CHECK_FILE = "_ttscale_write_check.csv"
 """What ``check_data_path_writable`` writes (and overwrites) at an object-store data path's root:
 an object store has no permission to ask about, only a write that succeeds or is refused."""

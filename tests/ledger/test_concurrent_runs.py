@@ -120,7 +120,11 @@ def _concurrent_then_alone(
         runs = {r: _ttscale(_run_args(r, cwd, ledger, output), cwd) for r in BATCHES}
         outputs = {r: p.communicate(timeout=900) for r, p in runs.items()}
         runs_done = time.monotonic()
-        time.sleep(1.5)  # at least one read after the last commit
+        # At least one whole read that started after the last commit (slow on busy cores).
+        deadline = time.monotonic() + 300
+        while not any(t > runs_done for t in reader.read_starts) and not reader.failures:
+            assert time.monotonic() < deadline, "no read finished after the batches"
+            time.sleep(0.2)
     seconds = time.monotonic() - started
     for run_id, process in runs.items():
         assert process.returncode == 0, f"{run_id}: {outputs[run_id][1][-3000:]}"

@@ -109,6 +109,7 @@ def _concurrent_then_alone(
     """The batches at once into one ledger, then each alone into its own: ``place(name)`` gives
     a fresh (ledger, output) pair, None for the default."""
     from ttscale.ledger import Ledger
+    from ttscale.ledger.lake import parse_ledger
     from ttscale.schemas import default_ledger
 
     ledger, output = place("shared")
@@ -144,7 +145,7 @@ def _concurrent_then_alone(
         alone |= totals
 
     print(
-        f"\n{ledger or 'default ledger'}: {len(BATCHES)} concurrent runs in {seconds:.1f} s; "
+        f"\n{parse_ledger(ledger).display if ledger else 'default ledger'}: {len(BATCHES)} concurrent runs in {seconds:.1f} s; "
         f"{len(reader.reads)} reads, {len(reader.failures)} failed; totals {together}"
     )
     assert reader.failures == [], reader.failures[:3]

@@ -110,8 +110,19 @@ def test_a_corrupt_file_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     garbage.write_bytes(b"\0" * 8 + b"DUCK" + os.urandom(20000))
     text = tmp_path / "notes.duckdb"
     text.write_text("not a database\n")
+    # A file whose header and catalog are fine, with one data block overwritten.
+    damaged = build_old_ledger(tmp_path / "damaged.duckdb", ["r1"])
+    with duckdb.connect(str(damaged)) as con:
+        con.execute(
+            "INSERT INTO items SELECT 'r1', 'x' || range, 'd', 'en', md5(range::VARCHAR), '1', "
+            "NULL FROM range(300000)"
+        )
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4096] = b"\xff" * 4096
+    damaged.write_bytes(bytes(data))
     ledger = tmp_path / "lake" / "ledger.sqlite"
     for bad, words in (
+        (damaged, "checksum"),
         (truncated, "corrupt or unreadable"),
         (garbage, "corrupt or unreadable"),
         (text, "not a DuckDB file"),

@@ -1,15 +1,24 @@
-"""Time ingest + report on a synthetic ledger of N generation calls (default 10M).
+"""Ingest + report of a run of N generation calls (default 10M) through the flow's own steps.
 
-Ingest is done the way the service does it: call rows staged as Parquet, then
-``INSERT OR IGNORE INTO generation_calls SELECT ... FROM read_parquet(...)``.
+The run is laid out as a finished batch leaves it in a ``file://`` output store: shard inputs,
+part objects (JSONL unit records, as ``PartWriter`` writes them; a few written twice by a
+"zombie" worker), ``done.json`` manifests and the errors object (``bench_ingest.write_run``).
+Then, timed in one process:
 
-    .venv/bin/python bench/bench_report_scale.py --calls 200000
+- ingest: ``ttscale.service.ingest`` (parts → the ledger lake, one transaction), as the flow;
+- report: ``ttscale.service.publish_report`` (read the lake, build, render, publish);
+- the limit: a raw DuckDB ``COPY`` of the same rows, already flat and in Parquet, into the
+  same tables of an empty lake (one transaction), on the same machine in the same run.
+
+Peak RSS is this process's (DuckDB runs in it). Run it alone: the figures are wall-clock.
+
+    .venv/bin/python bench/bench_report_scale.py --calls 1000000
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import sys
 import tempfile
 import time
@@ -17,104 +26,103 @@ from pathlib import Path
 
 import duckdb
 
-from ttscale.analysis.synthetic import PlantedCurve, SyntheticLedgerSpec, synthetic_tables
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ingest import SHARD_SIZE, UNITS, columns_of, peak_rss_mib, write_run
+
 from ttscale.ledger import Ledger
-from ttscale.ledger.report_data import build_report_from_ledger
-from ttscale.reports import ReportSettings, render_html, render_markdown
+from ttscale.ledger.lake import connect_lake
+from ttscale.schemas import BatchRequest
+from ttscale.service import ingest, publish_report, resolve_run
 
-# The synthetic-ledger writer is a test fixture (tests/synthetic_ledger.py), not package code.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from synthetic_ledger import CALLS_SELECT, insert_decisions, insert_run
-
-CURVES = (
-    PlantedCurve("majority", (1, 2, 4, 8, 16), f_max=0.8, p=0.35),
-    PlantedCurve(
-        "budget_forcing",
-        (512, 1024, 2048, 4096),
-        f_max=0.75,
-        p=0.7,
-        decline_after=2048,
-        decline_rate=0.1,
-        tokens_per_sample=2500,
-    ),
-)
-SLICES = (("gsm8k", "en"), ("mgsm", "de"), ("mgsm", "ja"), ("mgsm", "sw"))
-# 1+2+4+8+16 majority samples and 4 budgets × (thinking + answer) calls per item and slice.
-CALLS_PER_ITEM = 31 + 8
+CALLS_PER_ITEM = sum(calls for _, _, calls in UNITS)
+FLAT = (("items", "items"), ("generation_calls", "calls"), ("item_decisions", "decisions"))
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def flat_to_parquet(con: duckdb.DuckDBPyConnection, flat: Path) -> dict[str, Path]:
+    """The flat JSONL rows as one Parquet file per ledger table (not timed: the limit's input)."""
+    files = {}
+    for table, name in FLAT:
+        files[table] = flat / f"{name}.parquet"
+        con.execute(
+            f"COPY (SELECT * FROM read_json(?, format='newline_delimited', "
+            f"columns={columns_of(con, table)})) TO '{files[table]}' (FORMAT parquet)",
+            [str(flat / f"{name}.jsonl")],
+        )
+    return files
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=10_000_000)
-    parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--text-chars", type=int, default=60, help="completion text length")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
-    items_per_slice = max(1, args.calls // (CALLS_PER_ITEM * len(SLICES)))
-    spec = SyntheticLedgerSpec(
-        curves=CURVES, slices=SLICES, items_per_slice=items_per_slice, run_id="bench", seed=1
-    )
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        staging = Path(tmp) / "calls.parquet"
+    items = max(1, args.calls // CALLS_PER_ITEM)
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp_dir:
+        tmp = Path(tmp_dir)
         started = time.perf_counter()
-        _, calls, decisions = synthetic_tables(spec)
-        with duckdb.connect() as scratch:
-            scratch.register("calls", calls)
-            scratch.execute(
-                f"COPY ({CALLS_SELECT.format(source='calls')}) TO '{staging}' (FORMAT parquet)",
-                [spec.run_id, [c.strategy for c in spec.curves], spec.prompt_tokens],
-            )
-        del calls
+        plan, n_parts, n_units, n_calls = write_run(
+            tmp / "out", "bench", items, args.text_chars, 100, tmp / "flat"
+        )
         print(
-            f"staged {items_per_slice * len(SLICES) * CALLS_PER_ITEM:,} calls "
-            f"({staging.stat().st_size / 2**20:.0f} MiB parquet) "
-            f"in {time.perf_counter() - started:.1f} s"
+            f"staged {items:,} items, {n_units:,} units, {n_calls:,} calls in {n_parts:,} part "
+            f"objects in {time.perf_counter() - started:.0f} s; cpus {os.cpu_count()}",
+            flush=True,
         )
+        request = BatchRequest.model_validate(
+            {
+                "input_uri": str(tmp / "in.jsonl"),
+                "output_uri": f"file://{tmp / 'out'}",
+                "ledger_path": str(tmp / "ledger.sqlite"),
+                "engine": {"kind": "scripted"},
+                "strategies": [
+                    {"kind": "majority", "n": [1, 4, 8]},
+                    {"kind": "budget_forcing", "budgets_tokens": [512, 2048]},
+                ],
+                "shard_size": SHARD_SIZE,
+                "run_id": "bench",
+            }
+        )
+        ctx = resolve_run(request)
 
-        con = Ledger(Path(tmp) / "ledger.duckdb").con
-        insert_run(con, spec)
         started = time.perf_counter()
-        con.execute(
-            "INSERT OR IGNORE INTO generation_calls SELECT * FROM read_parquet(?)", [str(staging)]
-        )
-        insert_decisions(con, spec, decisions)
+        summary = ingest(ctx, plan)
         ingest_s = time.perf_counter() - started
-        (rows,) = con.execute("SELECT count(*) FROM generation_calls").fetchone() or (0,)
-        print(
-            f"ingest: {rows:,} call rows + decisions in {ingest_s:.1f} s "
-            f"({rows / ingest_s:,.0f} rows/s); peak RSS {peak_rss_mib():,.0f} MiB"
-        )
+        assert (summary.units_added, summary.calls_added) == (n_units, n_calls), summary
+        ingest_rss = peak_rss_mib()
+        print(f"ingest (service.ingest, parts → lake): {ingest_s:.1f} s; peak RSS "
+              f"{ingest_rss:,.0f} MiB", flush=True)  # fmt: skip
 
         started = time.perf_counter()
-        con.execute(
-            "INSERT OR IGNORE INTO generation_calls SELECT * FROM read_parquet(?)", [str(staging)]
-        )
-        (again,) = con.execute("SELECT count(*) FROM generation_calls").fetchone() or (0,)
-        assert again == rows, "re-ingest must not add rows"
-        print(f"re-ingest (all duplicates, ignored): {time.perf_counter() - started:.1f} s")
-
-        started = time.perf_counter()
-        report = build_report_from_ledger(
-            con, spec.run_id, ReportSettings(bootstrap_resamples=args.resamples)
-        )
-        build_s = time.perf_counter() - started
-        started = time.perf_counter()
-        sizes = (
-            len(report.model_dump_json()),
-            len(render_markdown(report)),
-            len(render_html(report)),
-        )
-        render_s = time.perf_counter() - started
+        published = publish_report(ctx, plan)
+        report_s = time.perf_counter() - started
         print(
-            f"read + build_report: {build_s:.1f} s ({len(report.slices)} slices, "
-            f"{items_per_slice:,} items each, {args.resamples} resamples); "
-            f"render json/md/html ({sizes[0]:,}/{sizes[1]:,}/{sizes[2]:,} bytes): {render_s:.2f} s"
+            f"report (service.publish_report: read, build, render, publish): {report_s:.1f} s "
+            f"({len(published.report.slices)} slice(s), the default settings); peak RSS "
+            f"{peak_rss_mib():,.0f} MiB",
+            flush=True,
         )
-        print(f"peak RSS: {peak_rss_mib():,.0f} MiB")
-        con.close()
+
+        run_rss = peak_rss_mib()  # ingest + report; the limit's steps below come after
+        Ledger(tmp / "raw.sqlite").close()  # migrated: the same tables
+        with connect_lake(tmp / "raw.sqlite") as lake:
+            files = flat_to_parquet(lake, tmp / "flat")
+        size = sum(f.stat().st_size for f in files.values()) / 2**20
+        with connect_lake(tmp / "raw.sqlite") as con:
+            started = time.perf_counter()
+            con.execute("BEGIN TRANSACTION")
+            for table, path in files.items():
+                con.execute(f"COPY {table} FROM '{path}' (FORMAT parquet)")
+            con.execute("COMMIT")
+            raw_s = time.perf_counter() - started
+            (raw_calls,) = con.execute("SELECT count(*) FROM generation_calls").fetchone() or (0,)
+            assert raw_calls == n_calls
+        print(f"raw DuckDB COPY of the same rows from Parquet ({size:,.0f} MiB) into an empty "
+              f"lake: {raw_s:.1f} s", flush=True)  # fmt: skip
+        print(
+            f"{n_calls:,} calls: ingest + report {ingest_s + report_s:.1f} s "
+            f"(ingest {ingest_s / raw_s:.1f}× the raw COPY); peak RSS {run_rss:,.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

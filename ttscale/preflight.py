@@ -7,9 +7,10 @@ the README documents, so a bad request costs seconds, not a model load.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from ttscale.engines.config import EngineConfig, OpenAIEngineConfig, VLLMEngineConfig
-from ttscale.errors import ConfigError, EngineDeadError, LedgerError
+from ttscale.errors import ConfigError, EngineDeadError
 from ttscale.inputs import LoadedBatch, load_batch
 from ttscale.schemas import BatchRequest
 
@@ -72,18 +73,23 @@ def check_endpoint(engine: OpenAIEngineConfig) -> None:
 
 
 def check_ledger_path(path: str) -> None:
-    """The ledger can be opened: a SQLite catalog's folder exists or can be created and is
-    writable; a server catalog (and its data path) answers now, before any generation."""
-    from ttscale.ledger.lake import connect_lake, parse_ledger
+    """The ledger can be written, before any generation: a SQLite catalog's folder and the data
+    path are writable (a new lake is not created here); a server catalog answers (unreachable,
+    wrong password: ``LedgerError``, exit 7, one line) and an object-store data path accepts a
+    write with the lake's own credentials."""
+    from ttscale.ledger.lake import (
+        check_catalog_folder_writable,
+        check_data_path_writable,
+        connect_lake,
+        parse_ledger,
+        stored_data_path,
+    )
 
     spec = parse_ledger(path)
     if spec.catalog_file is None:
-        connect_lake(spec).close()  # LedgerError (exit 7) names what is wrong, in one line
-        return
-    folder = spec.catalog_file.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LedgerError(f"cannot create the ledger folder {folder}: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise LedgerError(f"the ledger folder {folder} is not writable")
+        with connect_lake(spec) as con:
+            if spec.data_path is None:  # a server catalog remembers where its files go
+                spec = replace(spec, data_path=stored_data_path(con))
+    else:
+        check_catalog_folder_writable(spec)
+    check_data_path_writable(spec)

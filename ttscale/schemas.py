@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from typing import Annotated, Any
 
@@ -149,6 +150,13 @@ class ReportOptions(BaseModel):
 
 
 RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+LEDGER_ENV = "TTSCALE_LEDGER"
+
+
+def default_ledger() -> str:
+    """The ledger when none is given: ``$TTSCALE_LEDGER`` (the service sets it, so every pod
+    and every request uses one shared lake), else the embedded ``ttscale-out/ledger.sqlite``."""
+    return os.environ.get(LEDGER_ENV) or "ttscale-out/ledger.sqlite"
 
 
 class BatchRequest(BaseModel):
@@ -174,10 +182,11 @@ class BatchRequest(BaseModel):
         description="Where shard results, the errors object and reports are written.",
     )
     ledger_path: str = Field(
-        "ttscale-out/ledger.sqlite",
+        default_factory=default_ledger,
         title="Ledger",
         description="The ledger lake: a local path (SQLite catalog, data in PATH.files/), "
-        "ducklake:sqlite:PATH or ducklake:postgres:CONNINFO data_path=s3://…",
+        "ducklake:sqlite:PATH or ducklake:postgres:CONNINFO data_path=s3://… "
+        "(default: $TTSCALE_LEDGER, else ttscale-out/ledger.sqlite)",
     )
     run_id: (
         Annotated[str, _tab("string", "Given", pattern=RUN_ID_PATTERN)]

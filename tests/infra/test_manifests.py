@@ -23,7 +23,7 @@ PREFECT_YAML = ROOT / "prefect.yaml"
 COMPOSE = ROOT / "infra" / "docker-compose.yml"
 K8S = ROOT / "infra" / "k8s"
 JOB_TEMPLATE = K8S / "work-pool-base-job-template.json"
-K8S_MANIFESTS = [K8S / "vllm-fleet.yaml", K8S / "worker.yaml"]
+K8S_MANIFESTS = [K8S / "vllm-fleet.yaml", K8S / "worker.yaml", K8S / "postgres.yaml"]
 
 
 def _load(path: Path) -> Any:
@@ -319,3 +319,71 @@ def test_work_pool_job_manifest_matches_the_api_schema() -> None:
     text = re.sub(r'"\{\{ *([a-z_]+) *\}\}"', fill, json.dumps(manifest))
     text = text.replace("{{ name }}-", "x-")
     validate.validate(json.loads(text), "1.33.0", strict=True)
+
+
+# The shared ledger: a Postgres catalog (next to Prefect's database) plus Parquet on the bucket
+
+
+def test_compose_ledger_is_one_lake_on_postgres_and_the_bucket() -> None:
+    from ttscale.ledger.lake import parse_ledger
+
+    services = _load(COMPOSE)["services"]
+    env = services["worker"]["environment"]
+    spec = parse_ledger(env["TTSCALE_LEDGER"])
+    assert spec.kind == "postgres"
+    conninfo = dict(word.split("=", 1) for word in spec.catalog.split(":", 1)[1].split())
+    assert conninfo == {"dbname": "ttscale_ledger", "host": "postgres", "user": "prefect"}
+    # The password comes from libpq's PGPASSWORD: a ledger URI is stored with every run.
+    assert "password" not in env["TTSCALE_LEDGER"]
+    postgres_env = services["postgres"]["environment"]
+    assert env["PGPASSWORD"] == postgres_env["POSTGRES_PASSWORD"]
+    # The data files on the bucket s3-init creates, through the endpoint the worker uses.
+    assert spec.data_path == "s3://ttscale/lake/"
+    assert "s3 mb s3://ttscale" in services["s3-init"]["command"][0]
+    assert "postgres" in services["worker"]["depends_on"]
+    # Prefect's server and the ledger share the one Postgres: a second database, made at init.
+    (mount,) = services["postgres"]["configs"]
+    assert mount["target"].startswith("/docker-entrypoint-initdb.d/")
+    init_sql = _load(COMPOSE)["configs"][mount["source"]]["content"]
+    assert "CREATE DATABASE ttscale_ledger" in init_sql
+    assert "ttscale_ledger" in services["postgres"]["healthcheck"]["test"][1]
+
+
+def test_a_request_without_a_ledger_uses_the_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deployments' requests name no ledger: each flow-run pod's TTSCALE_LEDGER decides."""
+    shared = _load(COMPOSE)["services"]["worker"]["environment"]["TTSCALE_LEDGER"]
+    for name in ("nightly", "adhoc"):
+        parameters = _deployments()[name]["parameters"]["request"]
+        assert "ledger_path" not in parameters
+        monkeypatch.setenv("TTSCALE_LEDGER", shared)
+        assert BatchRequest.model_validate(parameters).ledger_path == shared
+        monkeypatch.delenv("TTSCALE_LEDGER")
+        assert BatchRequest.model_validate(parameters).ledger_path == "ttscale-out/ledger.sqlite"
+
+
+def test_k8s_postgres_holds_the_ledger_catalog() -> None:
+    docs = {d["kind"]: d for d in _k8s_docs(K8S / "postgres.yaml")}
+    assert {"ConfigMap", "Service", "StatefulSet"} <= set(docs)
+    assert "CREATE DATABASE ttscale_ledger" in "".join(docs["ConfigMap"]["data"].values())
+    pod = docs["StatefulSet"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["init"] == "/docker-entrypoint-initdb.d"
+    assert {"name": "init", "configMap": {"name": "postgres-init"}} in pod["volumes"]
+    assert docs["Service"]["metadata"]["name"] == "postgres"
+    assert docs["Service"]["spec"]["ports"][0]["port"] == 5432
+    assert (
+        docs["Service"]["spec"]["selector"]
+        == docs["StatefulSet"]["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_every_flow_run_pod_gets_the_ledger_secret() -> None:
+    """Batch and shard runs are Jobs from the one template: all attach the same lake."""
+    template = json.loads(JOB_TEMPLATE.read_text())
+    manifest = template["job_configuration"]["job_manifest"]
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    assert {"secretRef": {"name": "ttscale-ledger"}} in container["envFrom"]
+    readme = (ROOT / "infra" / "README.md").read_text()
+    assert "create secret generic ttscale-ledger" in readme
+    assert "TTSCALE_LEDGER=ducklake:postgres:dbname=ttscale_ledger host=postgres" in readme

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+POSTGRES_PASSWORD = "ttscale-test"
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -31,7 +33,8 @@ def _bindir() -> Path | None:
 def postgres_server() -> Iterator[Callable[[], str]]:
     """Starts ``initdb`` + ``pg_ctl`` on 127.0.0.1 (as the ``postgres`` user when run as root:
     initdb refuses root); yields a function that creates a fresh database and returns its
-    libpq conninfo. Skips, naming what is missing, where PostgreSQL is not installed."""
+    libpq conninfo, password included (TCP connections need one: ``POSTGRES_PASSWORD``; the
+    socket, used to create databases, is trusted). Skips, naming what is missing, where PostgreSQL is not installed."""
     bindir = _bindir()
     if bindir is None or not (bindir / "pg_ctl").exists():
         pytest.skip(
@@ -51,7 +54,12 @@ def postgres_server() -> Iterator[Callable[[], str]]:
         if done.returncode != 0:
             raise RuntimeError(f"{args[0]} failed: {done.stderr.strip()[-1000:]}")
 
-    run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    password_file = root / "password"
+    password_file.write_text(POSTGRES_PASSWORD)
+    if as_root:
+        shutil.chown(password_file, "postgres", "postgres")
+    run(str(bindir / "initdb"), "-D", str(data), "--auth-local=trust",
+        "--auth-host=scram-sha-256", f"--pwfile={password_file}", "-U", "postgres")  # fmt: skip
     options = f"-p {port} -k {root} -h 127.0.0.1 -c max_connections=200 -c fsync=off"
     run(
         str(bindir / "pg_ctl"),
@@ -67,8 +75,10 @@ def postgres_server() -> Iterator[Callable[[], str]]:
 
     def new_database() -> str:
         name = f"lake_{uuid.uuid4().hex[:8]}"
-        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name)
-        return f"dbname={name} host=127.0.0.1 port={port} user=postgres"
+        run(str(bindir / "createdb"), "-h", str(root), "-p", str(port), "-U", "postgres", name)
+        return (
+            f"dbname={name} host=127.0.0.1 port={port} user=postgres password={POSTGRES_PASSWORD}"
+        )
 
     try:
         yield new_database

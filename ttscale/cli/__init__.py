@@ -5,11 +5,22 @@ Each module registers its commands on ``app``; importing this package registers 
 
 from __future__ import annotations
 
-from ttscale.cli import compare, data, policy, pool, probe_replay, query, replay, run, service
+from ttscale.cli import (
+    compare,
+    data,
+    ledger_cmd,
+    policy,
+    pool,
+    probe_replay,
+    query,
+    replay,
+    run,
+    service,
+)
 from ttscale.cli.app import app
 
 __all__ = ["app", "main"]
-_COMMANDS = (compare, data, policy, pool, probe_replay, query, replay, run, service)
+_COMMANDS = (compare, data, ledger_cmd, policy, pool, probe_replay, query, replay, run, service)
 
 
 def main() -> None:  # pragma: no cover - console entry point

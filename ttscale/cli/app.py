@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ttscale.errors import TTScaleError
+from ttscale.schemas import default_ledger
 
 app = typer.Typer(
     help="ttscale: adaptive test-time scaling batches, a token ledger, cost-accuracy reports.\n\n"
@@ -44,8 +45,9 @@ app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 app.add_typer(pool_app, name="pool")
 console = Console(stderr=True)
-# A DuckLake: SQLite catalog here, its Parquet files in ttscale-out/ledger.sqlite.files/.
-DEFAULT_LEDGER = "ttscale-out/ledger.sqlite"
+# A DuckLake: SQLite catalog here, its Parquet files in ttscale-out/ledger.sqlite.files/
+# (or the service's shared lake, named by $TTSCALE_LEDGER).
+DEFAULT_LEDGER = default_ledger()  # $TTSCALE_LEDGER in the service
 LEDGER_HELP = "Ledger: a path (SQLite-catalog lake) or a ducklake:sqlite:/ducklake:postgres: URI."
 
 

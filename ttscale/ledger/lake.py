@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import sqlite3
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,7 @@ class LakeSpec:
     @property
     def display(self) -> str:
         """``uri`` with any password masked, for messages and results."""
-        return re.sub(r"(password=)\S+", r"\1***", self.uri)
+        return mask_passwords(self.uri)
 
     def local_dirs(self) -> list[Path]:
         """Local folders the lake's files live in (for the SQL sandbox's allow-list)."""
@@ -98,6 +99,11 @@ class LakeSpec:
         if self.data_path and "://" not in self.data_path:
             dirs.append(Path(self.data_path))
         return dirs
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with every libpq ``password=…`` value replaced by ``***``."""
+    return re.sub(r"(password=)[^\s\"']+", r"\1***", text)
 
 
 def parse_ledger(setting: str | Path) -> LakeSpec:
@@ -231,10 +237,16 @@ def connect_lake(
             raise LedgerError(f"no ledger at {catalog_file}")
         if catalog_file.is_file() and _is_duckdb_file(catalog_file):
             raise LedgerError(
-                f"{catalog_file} is a DuckDB ledger file from before the lake (importing one is "
-                "not built yet); give another --ledger path, e.g. ledger.sqlite"
+                f"{catalog_file} is a DuckDB ledger file from before the lake: give another "
+                f"--ledger path, e.g. ledger.sqlite, and bring its runs in with "
+                f"'ttscale ledger import {catalog_file} --ledger ledger.sqlite'"
             )
-        catalog_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            catalog_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the ledger folder {catalog_file.parent}: {exc.strerror}"
+            ) from None
         if not read_only:
             _use_wal(catalog_file)
     con = duckdb.connect(config=dict(config or {}))
@@ -246,11 +258,77 @@ def connect_lake(
         con.execute(f"USE {LAKE}")
     except duckdb.Error as exc:
         con.close()
-        raise LedgerError(f"cannot open ledger {spec.display}: {_first_line(exc)}") from None
+        # DuckDB's message quotes the conninfo, password included.
+        reason = mask_passwords(_first_line(exc))
+        raise LedgerError(f"cannot open ledger {spec.display}: {reason}") from None
     except BaseException:
         con.close()
         raise
     return con
+
+
+def stored_data_path(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The data path the attached lake's catalog records (None for a lake not created yet)."""
+    try:
+        row = con.execute(
+            f"SELECT value FROM __ducklake_metadata_{LAKE}.ducklake_metadata "
+            "WHERE key = 'data_path'"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    return str(row[0]) if row and row[0] else None
+
+
+WRITE_CHECK_FILE = "_ttscale_write_check.csv"
+"""What ``check_data_path_writable`` writes (and overwrites) at an object-store data path's root:
+an object store has no permission to ask about, only a write that succeeds or is refused."""
+
+
+def check_data_path_writable(spec: LakeSpec) -> None:
+    """The lake's data files can be written where they go, or ``LedgerError`` in one line.
+
+    A local folder gets a temporary file, created and removed; an ``s3://`` data path gets
+    ``WRITE_CHECK_FILE`` written through DuckDB with the credentials the lake itself uses, so a
+    wrong key, a missing bucket or a read-only policy shows now, not at ingest.
+    """
+    if not spec.data_path:
+        return
+    if "://" not in spec.data_path:
+        _check_local_folder(Path(spec.data_path), "ledger data path")
+        return
+    con = duckdb.connect()
+    try:
+        load_extensions(con, ["httpfs"])
+        con.execute(_s3_secret_sql())
+        target = _quote(spec.data_path + WRITE_CHECK_FILE)
+        con.execute(f"COPY (SELECT 'ttscale' AS write_check) TO {target} (FORMAT csv)")
+    except duckdb.Error as exc:
+        raise LedgerError(
+            f"cannot write the ledger's data path {spec.data_path}: {_first_line(exc)}"
+        ) from None
+    finally:
+        con.close()
+
+
+def check_catalog_folder_writable(spec: LakeSpec) -> None:
+    """A SQLite catalog's folder can be created and written (the catalog, its WAL and journal
+    files are created there), and an existing catalog file is writable."""
+    if spec.catalog_file is None:
+        return
+    _check_local_folder(spec.catalog_file.parent, "ledger folder")
+    if spec.catalog_file.exists() and not os.access(spec.catalog_file, os.W_OK):
+        raise LedgerError(f"the ledger catalog {spec.catalog_file} is not writable")
+
+
+def _check_local_folder(folder: Path, what: str) -> None:
+    # A real write, not os.access: it answers for root, ACLs and read-only mounts too.
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ttscale-write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise LedgerError(f"the {what} {folder} is not writable: {exc.strerror}") from None
 
 
 def _use_wal(catalog_file: Path) -> None:

@@ -81,6 +81,7 @@ def read_report_data(
         raise ConfigError(f"run {run_id!r} is not in the ledger")
     tokens, seconds = _one(con, q.MEASURED_THROUGHPUT, run_id)
     calls, prompt, completion, thinking, discarded = _one(con, q.CALL_TOTALS, run_id)
+    (generated,) = _one(con, q.GENERATED_TOKENS, run_id)
     (input_errors,) = _one(con, q.INPUT_ERROR_COUNT, run_id)
     (errored_units,) = _one(con, q.ERRORED_UNITS, run_id)
     candidates = []
@@ -96,6 +97,7 @@ def read_report_data(
         slice_summary=_rows(con, q.SUMMARY_BY_SLICE, run_id),
         stop_reasons=[tuple(row) for row in con.execute(q.STOP_REASONS, [run_id]).fetchall()],
         call_totals=(calls, prompt, completion, thinking, discarded),
+        generated_completion_tokens=int(generated),
         measured_completion_tokens=tokens,
         measured_latency_s=seconds,
         input_errors=int(input_errors),

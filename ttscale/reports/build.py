@@ -98,6 +98,7 @@ def build_report(data: ReportData, settings: ReportSettings | None = None) -> Re
             prompt_tokens=prompt,
             completion_tokens=completion,
             thinking_tokens=thinking,
+            generated_tokens=data.generated_completion_tokens,
         ),
         measured_throughput_tokens_per_second=throughput,
         lambda_per_1k_tokens=lambda_per_1k,

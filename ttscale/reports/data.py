@@ -59,3 +59,6 @@ class ReportData:
     decline_examples_per_pair: int = 0
     """How many candidates per pair were read: the most ``ReportSettings.decline_examples``
     that a report built from this data may show."""
+    generated_completion_tokens: int | None = None
+    """Completion tokens the engine generated, each shared sample once (the sample cache); the
+    completion total of ``call_totals`` counts them per unit (attributed). None: not read."""

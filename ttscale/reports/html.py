@@ -20,6 +20,7 @@ from ttscale.reports.tables import (
     frontier_rows,
     pct,
     saturation_rows,
+    sweep_saving_text,
 )
 
 PAGE_CSS = """
@@ -260,6 +261,7 @@ def render_html(report: Report) -> str:
         "calls": f"{report.totals.calls} ({report.totals.discarded_calls} discarded)",
         "completion tokens": report.totals.completion_tokens,
         "prompt tokens": report.totals.prompt_tokens,
+        "sweep saving": sweep_saving_text(report.totals) or "not measured",
         "input errors": report.input_errors,
         "errored units (left out of every figure)": report.errored_units,
         "bootstrap": f"{report.settings.bootstrap_resamples} paired resamples, "

@@ -151,7 +151,19 @@ class TokenTotals(BaseModel):
     discarded_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    """Attributed: every call's completion tokens, as the units count them."""
     thinking_tokens: int = 0
+    generated_tokens: int | None = None
+    """Completion tokens the engine generated, each sample shared between units once (the
+    sample cache); None in reports built without it."""
+
+    @property
+    def sweep_saving(self) -> float | None:
+        """Attributed over generated tokens: how many times the sweep's units would have cost
+        had each run alone (1.0 without sharing); None when unknown."""
+        if not self.generated_tokens:
+            return None
+        return self.completion_tokens / self.generated_tokens
 
 
 class Report(BaseModel):

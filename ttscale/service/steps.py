@@ -72,8 +72,8 @@ class IngestSummary:
     ledger_path: str
     totals: dict[str, Any] = field(default_factory=dict)
     generated: dict[str, int] = field(default_factory=dict)
-    """``parts.generation_totals``: what the engine generated, read from the parts (the ledger
-    does not hold it yet)."""
+    """``parts.generation_totals``: what the engine generated, read from the parts, every
+    attempt included (the ledger's ``runs.tokens_generated`` counts the calls it keeps)."""
 
 
 @dataclass

@@ -174,7 +174,9 @@ def test_a_republished_report_replaces_its_runs_rows_only(
     with Ledger(ledger_path) as ledger:
         before = {run: _counts(ledger, run) for run in ("first", "second")}
         second_rows = _rows(ledger, "report_recommendations", "second")
-        report = build_report_from_ledger(ledger.con, "first", ReportSettings(tau=7.5, min_items=10))
+        report = build_report_from_ledger(
+            ledger.con, "first", ReportSettings(tau=7.5, min_items=10)
+        )
         written = ledger.record_report(report)
         ledger.record_report(report)  # twice: still one copy
         assert _counts(ledger, "first") == before["first"] == written
@@ -198,7 +200,9 @@ def test_a_failed_figure_write_leaves_the_earlier_rows_whole(
 
     with Ledger(ledger_path) as ledger:
         before = {table: _rows(ledger, table, "second") for table in FIGURE_TABLES}
-        report = build_report_from_ledger(ledger.con, "second", ReportSettings(tau=9.0, min_items=10))
+        report = build_report_from_ledger(
+            ledger.con, "second", ReportSettings(tau=9.0, min_items=10)
+        )
         monkeypatch.setattr("ttscale.ledger.ledger.figure_rows", broken)
         with pytest.raises(LedgerError, match="recording the report's figures"):
             ledger.record_report(report)

@@ -207,3 +207,26 @@ def test_a_failed_figure_write_leaves_the_earlier_rows_whole(
         with pytest.raises(LedgerError, match="recording the report's figures"):
             ledger.record_report(report)
         assert {table: _rows(ledger, table, "second") for table in FIGURE_TABLES} == before
+
+
+def test_ttscale_report_republishes_the_figures(
+    two_runs: tuple[str, dict[str, Report]], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from ttscale.cli import app
+
+    ledger_path, _ = two_runs
+    with Ledger(ledger_path, read_only=True) as ledger:
+        before = _counts(ledger, "first")
+    args = ["report", "first", "--ledger", ledger_path, "--out", f"file://{tmp_path}"]
+    result = CliRunner().invoke(app, [*args, "--tau", "4.25", "--min-items", "10"])
+    assert result.exit_code == 0, result.output
+    saved = Report.model_validate_json(
+        (tmp_path / "runs" / "first" / "report" / "report.json").read_text()
+    )
+    with Ledger(ledger_path, read_only=True) as ledger:
+        assert _counts(ledger, "first") == before
+        (meta,) = _rows(ledger, "reports", "first")
+        assert meta["generated_at"] == saved.generated_at
+        assert json.loads(meta["settings_json"])["tau"] == 4.25

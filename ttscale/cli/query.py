@@ -154,7 +154,8 @@ def report(
     """Regenerate a run's report from the ledger, where a batch writes it.
 
     The report goes to OUT/runs/RUN_ID/report/report.{json,md,html}, the same layout a batch uses,
-    with the run's policy.json beside it. Prices, τ and λ stored with the run are used unless a
+    with the run's policy.json beside it, and its figures replace the run's in the ledger
+    (report_curve_points, report_recommendations...). Prices, τ and λ stored with the run are used unless a
     flag overrides them.
 
     Example:
@@ -180,6 +181,9 @@ def report(
     target = RunLayout.of(prefix, run_id).report
     for kind, uri in publish_report(built, store, target).items():
         typer.echo(f"report ({kind}): {uri}")
+    # The ledger's figures are those of the run's latest published report.
+    with Ledger(ledger) as led:
+        led.record_report(built)
 
 
 RUN_COLUMNS = (

@@ -188,7 +188,7 @@ def report(
 
 RUN_COLUMNS = (
     "run_id, status, strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started, duration_s, items, "
-    "units, tokens, round(sweep_saving, 2) AS sweep_saving, round(accuracy, 4) AS accuracy"
+    "units, tokens, round(sweep_saving, 2) AS saving, round(accuracy, 4) AS accuracy"
 )
 
 
@@ -201,7 +201,7 @@ def runs(
 ) -> None:
     """One line per run in the ledger: id, status, start, duration, items, tokens, accuracy.
 
-    sweep_saving is the units' attributed tokens over the tokens generated (samples shared
+    saving is the units' attributed tokens over the tokens generated (samples shared
     between units by the sample cache are generated once).
 
     Examples:

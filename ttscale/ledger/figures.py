@@ -52,6 +52,16 @@ FIGURE_COLUMNS: dict[str, dict[str, str]] = {
 """Each figure table's columns and their ``read_json`` types, in table order."""
 
 
+def insert_sql(table: str) -> str:
+    """The INSERT of ``table``'s rows from a staged NDJSON file (the one ``?``), by column name."""
+    columns = FIGURE_COLUMNS[table]
+    literal = ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items())
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
+        f"read_json(?, format='newline_delimited', columns={{{literal}}})"
+    )
+
+
 def figure_rows(report: Report) -> dict[str, list[dict[str, Any]]]:
     """The rows of every ``report_*`` table (and ``reports``) for ``report``'s run."""
     run_id = report.run.run_id

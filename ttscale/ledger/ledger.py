@@ -15,7 +15,9 @@ Several processes may ingest at once (different runs): a commit that conflicts w
 finds the SQLite catalog locked, rolls back and the whole transaction is tried again
 (``lake.retry_lake``), which the anti-join makes safe. Reads are retried the same way.
 
-The staging files and the SQL that reads them are in ``staging.py``.
+The staging files and the SQL that reads them are in ``staging.py``. Ingest also sets each
+run's two costs (``runs.tokens_attributed``, ``runs.tokens_generated``); ``record_report``
+writes a published report's figures (``figures.py``), replacing the run's earlier ones.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import duckdb
 
 from ttscale import tempfiles
 from ttscale.errors import LedgerError
-from ttscale.ledger.figures import FIGURE_COLUMNS, encode_rows, figure_rows
+from ttscale.ledger.figures import encode_rows, figure_rows, insert_sql
 from ttscale.ledger.lake import connect_lake, parse_ledger, retry_lake
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import (
@@ -172,14 +174,7 @@ class Ledger:
                     for table, path in staged.items():
                         self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
                         if rows[table]:
-                            columns = FIGURE_COLUMNS[table]
-                            literal = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
-                            self.con.execute(
-                                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
-                                "read_json(?, format='newline_delimited', "
-                                f"columns={{{literal}}})",
-                                [str(path)],
-                            )
+                            self.con.execute(insert_sql(table), [str(path)])
 
             retry_lake(commit)()
         return {table: len(table_rows) for table, table_rows in rows.items()}

@@ -167,3 +167,14 @@ def test_parquet_output_keeps_rows_and_types(ledgers: tuple[str, str], tmp_path:
         app, ["sql", f"COPY (SELECT 1) TO '{tmp_path / 'x.parquet'}'", "--ledger", both]
     )
     assert copy.exit_code == 2 and not (tmp_path / "x.parquet").exists()
+
+
+def test_runs_lists_every_run_with_its_saving(ledgers: tuple[str, str]) -> None:
+    both, _ = ledgers
+    listed = runner.invoke(app, ["runs", "--ledger", both])
+    assert listed.exit_code == 0, listed.output
+    assert "older" in listed.stdout and "newer" in listed.stdout and "saving" in listed.stdout
+    rows = json.loads(runner.invoke(app, ["runs", "--ledger", both, "--format", "json"]).stdout)
+    summary = _sql(both, "SELECT run_id, round(sweep_saving, 2) AS saving FROM run_summary")
+    assert {r["run_id"]: r["saving"] for r in rows} == {r["run_id"]: r["saving"] for r in summary}
+    assert all(r["saving"] >= 1 for r in rows)  # the scripted sweep shares its samples too

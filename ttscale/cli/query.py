@@ -199,7 +199,8 @@ def runs(
     ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
-    """One line per run in the ledger: id, status, start, duration, items, tokens, accuracy.
+    """One line per run in the ledger: id, status, start, duration, items, tokens, saving,
+    accuracy, model.
 
     saving is the units' attributed tokens over the tokens generated (samples shared
     between units by the sample cache are generated once).
@@ -217,9 +218,25 @@ def runs(
     check_format(fmt)
     with Ledger(ledger, read_only=True) as led:
         names, rows = led.query(
-            f"SELECT {RUN_COLUMNS}, engine FROM run_summary ORDER BY started_at DESC"
+            f"SELECT {RUN_COLUMNS}, coalesce(model, engine) AS model FROM run_summary "
+            "ORDER BY started_at DESC"
         )
-    print_rows(names, [_rounded(row) for row in rows], fmt)
+    rows = [_rounded(row) for row in rows]
+    if fmt != "table":
+        print_rows(names, rows, fmt)
+        return
+    from rich.table import Table
+
+    from ttscale.cli.app import settings
+
+    # A run id is what users copy from here: never wrapped or cut; the other columns give way.
+    table = Table()
+    for index, name in enumerate(names):
+        whole = max([len(str(row[0])) for row in rows] + [len(name)]) if index == 0 else None
+        table.add_column(name, no_wrap=index == 0, min_width=whole)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    settings.out_console().print(table)
 
 
 @runs_app.command("show")

@@ -118,7 +118,7 @@ def write_synthetic_ledger(con: duckdb.DuckDBPyConnection, spec: SyntheticLedger
     con.register("synthetic_calls", calls)
     try:
         con.execute(
-            "INSERT INTO generation_calls " + CALLS_SELECT.format(source="synthetic_calls"),
+            "INSERT INTO generation_calls BY NAME " + CALLS_SELECT.format(source="synthetic_calls"),
             [spec.run_id, [c.strategy for c in spec.curves], spec.prompt_tokens],
         )
     finally:

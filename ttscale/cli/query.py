@@ -30,26 +30,109 @@ from ttscale.cli.report_flags import (
 @app.command()
 @guarded
 def sql(
-    query: Annotated[str, typer.Argument(help="One SQL statement.")],
+    query: Annotated[
+        str | None, typer.Argument(help="One SQL statement (none with --schema).")
+    ] = None,
     ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, csv, json or parquet (needs --output).")
+    ] = "table",
+    output: Annotated[
+        str | None, typer.Option(help="The Parquet file --format parquet writes.")
+    ] = None,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print every table and view: columns, types, what.")
+    ] = False,
 ) -> None:
     """Query the ledger read-only: one SELECT-like statement, no file or network access.
 
     SELECT/WITH, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN and reading PRAGMAs run; anything else
     (COPY, ATTACH, SET, INSTALL, several statements, read_csv of another file...) exits 2.
+    The ledger holds every run: filter by one (`ttscale runs` lists them; the view latest_run
+    names the newest). --format parquet writes the result to --output after the read-only
+    query has returned (the query itself still cannot write files).
 
     Examples:
 
-      ttscale sql "SELECT strategy, budget, items, accuracy, mean_completion_tokens FROM cost_accuracy ORDER BY 1, 2"
+      ttscale sql --schema
 
-      ttscale sql "SELECT * FROM item_spend LIMIT 5" --format csv
+      ttscale sql "SELECT strategy, budget, items, accuracy, mean_completion_tokens FROM accuracy_by_budget WHERE run_id = (SELECT run_id FROM latest_run) ORDER BY 1, 2"
+
+      ttscale sql "SELECT * FROM cost_per_correct" --format parquet --output cost.parquet
     """
-    from ttscale.ledger.sandbox import run_user_sql
+    from ttscale.ledger.sandbox import run_user_query
 
-    check_format(fmt)
-    names, rows = run_user_sql(ledger, query)
-    print_rows(names, rows, fmt)
+    if fmt != "parquet":
+        check_format(fmt)
+    if (fmt == "parquet") != (output is not None):
+        raise fail("--format parquet needs --output FILE, and --output is only for parquet", 2)
+    if schema:
+        if query is not None:
+            raise fail("give either --schema or a SQL statement, not both", 2)
+        _print_schema(ledger, fmt, output)
+        return
+    if query is None:
+        raise fail("give one SQL statement (or --schema)", 2)
+    result = run_user_query(ledger, query)
+    if output is not None:
+        write_parquet(result.names, result.types, result.rows, output)
+        typer.echo(f"{len(result.rows)} rows written to {output}")
+    else:
+        print_rows(result.names, result.rows, fmt)
+
+
+def _print_schema(ledger: str, fmt: str, output: str | None) -> None:
+    """Every table and view with its columns, types and one-line description."""
+    from ttscale.ledger import Ledger
+    from ttscale.ledger.schema_docs import ledger_objects
+
+    with Ledger(ledger, read_only=True) as led:
+        objects = ledger_objects(led)
+    if fmt == "table":
+        for obj in objects:
+            typer.echo(f"{obj.name} ({obj.kind}): {obj.description}")
+            width = max(len(name) for name, _ in obj.columns)
+            for name, kind in obj.columns:
+                typer.echo(f"    {name.ljust(width)}  {kind}")
+            typer.echo("")
+        return
+    names = ["object", "kind", "column", "type", "description"]
+    rows = [(o.name, o.kind, c, t, o.description) for o in objects for c, t in o.columns]
+    if output is not None:
+        write_parquet(names, ["VARCHAR"] * len(names), rows, output)
+        typer.echo(f"{len(rows)} rows written to {output}")
+    else:
+        print_rows(names, rows, fmt)
+
+
+def write_parquet(names: list[str], types: list[str], rows: list[Any], output: str) -> None:
+    """Write a result to a Parquet file with a plain in-memory DuckDB (no pyarrow), keeping
+    each column's type; duplicate column names get a suffix (Parquet needs unique ones)."""
+    import duckdb
+
+    unique: list[str] = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in unique:
+            n += 1
+            candidate = f"{name}_{n}"
+        unique.append(candidate)
+    columns = ", ".join(f"{_ident(n)} {t}" for n, t in zip(unique, types, strict=True))
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE TABLE result ({columns})")
+        if rows:
+            marks = ", ".join("?" for _ in names)
+            con.executemany(f"INSERT INTO result VALUES ({marks})", [list(r) for r in rows])
+        con.execute(f"COPY result TO '{output.replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
+    except duckdb.Error as exc:
+        raise fail(f"cannot write {output}: {str(exc).splitlines()[0]}", 2) from None
+    finally:
+        con.close()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 @app.command()
@@ -71,7 +154,8 @@ def report(
     """Regenerate a run's report from the ledger, where a batch writes it.
 
     The report goes to OUT/runs/RUN_ID/report/report.{json,md,html}, the same layout a batch uses,
-    with the run's policy.json beside it. Prices, τ and λ stored with the run are used unless a
+    with the run's policy.json beside it, and its figures replace the run's in the ledger
+    (report_curve_points, report_recommendations...). Prices, τ and λ stored with the run are used unless a
     flag overrides them.
 
     Example:
@@ -97,11 +181,14 @@ def report(
     target = RunLayout.of(prefix, run_id).report
     for kind, uri in publish_report(built, store, target).items():
         typer.echo(f"report ({kind}): {uri}")
+    # The ledger's figures are those of the run's latest published report.
+    with Ledger(ledger) as led:
+        led.record_report(built)
 
 
 RUN_COLUMNS = (
     "run_id, status, strftime(started_at, '%Y-%m-%d %H:%M:%S') AS started, duration_s, items, "
-    "units, tokens, round(accuracy, 4) AS accuracy"
+    "units, tokens, round(sweep_saving, 2) AS saving, round(accuracy, 4) AS accuracy"
 )
 
 
@@ -112,7 +199,11 @@ def runs(
     ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
-    """One line per run in the ledger: id, status, start, duration, items, tokens, accuracy.
+    """One line per run in the ledger: id, status, start, duration, items, tokens, saving,
+    accuracy, model.
+
+    saving is the units' attributed tokens over the tokens generated (samples shared
+    between units by the sample cache are generated once).
 
     Examples:
 
@@ -127,9 +218,25 @@ def runs(
     check_format(fmt)
     with Ledger(ledger, read_only=True) as led:
         names, rows = led.query(
-            f"SELECT {RUN_COLUMNS}, engine FROM run_summary ORDER BY started_at DESC"
+            f"SELECT {RUN_COLUMNS}, coalesce(model, engine) AS model FROM run_summary "
+            "ORDER BY started_at DESC"
         )
-    print_rows(names, [_rounded(row) for row in rows], fmt)
+    rows = [_rounded(row) for row in rows]
+    if fmt != "table":
+        print_rows(names, rows, fmt)
+        return
+    from rich.table import Table
+
+    from ttscale.cli.app import settings
+
+    # A run id is what users copy from here: never wrapped or cut; the other columns give way.
+    table = Table()
+    for index, name in enumerate(names):
+        whole = max([len(str(row[0])) for row in rows] + [len(name)]) if index == 0 else None
+        table.add_column(name, no_wrap=index == 0, min_width=whole)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    settings.out_console().print(table)
 
 
 @runs_app.command("show")

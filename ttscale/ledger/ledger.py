@@ -15,7 +15,9 @@ Several processes may ingest at once (different runs): a commit that conflicts w
 finds the SQLite catalog locked, rolls back and the whole transaction is tried again
 (``lake.retry_lake``), which the anti-join makes safe. Reads are retried the same way.
 
-The staging files and the SQL that reads them are in ``staging.py``.
+The staging files and the SQL that reads them are in ``staging.py``. Ingest also sets each
+run's two costs (``runs.tokens_attributed``, ``runs.tokens_generated``); ``record_report``
+writes a published report's figures (``figures.py``), replacing the run's earlier ones.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from ttscale import tempfiles
 from ttscale.errors import LedgerError
+from ttscale.ledger.figures import encode_rows, figure_rows, insert_sql
 from ttscale.ledger.lake import connect_lake, parse_ledger, retry_lake
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import (
@@ -43,6 +46,7 @@ from ttscale.ledger.staging import (
     INPUT_ERRORS_SQL,
     ITEMS_SQL,
     RUN_SQL,
+    RUN_TOKENS_SQL,
     Part,
     RunRow,
     write_bad_rows,
@@ -50,6 +54,9 @@ from ttscale.ledger.staging import (
     write_units,
 )
 from ttscale.schemas import BadRow, Question
+
+if TYPE_CHECKING:
+    from ttscale.reports.model import Report
 
 
 class Ledger:
@@ -134,11 +141,43 @@ class Ledger:
         retry_lake(self.con.execute)(RUN_SQL, run.params())
 
     def finish_run(self, run_id: str, status: str) -> None:
-        """Record how the run ended (``completed`` or ``failed``) and when."""
-        retry_lake(self.con.execute)(
-            "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
-            [status, datetime.now(UTC), run_id],
-        )
+        """Record how the run ended (``completed`` or ``failed``) and when, and its two costs."""
+
+        def finish() -> None:
+            with self._transaction("finishing the run"):
+                self.con.execute(
+                    "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?",
+                    [status, datetime.now(UTC), run_id],
+                )
+                self.con.execute(RUN_TOKENS_SQL, [[run_id]])
+
+        retry_lake(finish)()
+
+    def record_report(self, report: Report) -> dict[str, int]:
+        """Write the report's figures (``figures.FIGURE_COLUMNS``' tables) for its run.
+
+        The run's earlier rows in those tables are replaced, all in one transaction (retried on
+        conflict, as ingest is), so a re-published report leaves exactly its own figures.
+        Returns the rows written per table.
+        """
+        run_id = report.run.run_id
+        rows = figure_rows(report)
+        with tempfile.TemporaryDirectory(prefix=tempfiles.prefix("figures")) as tmp_dir:
+            staged = {}
+            for table, table_rows in rows.items():
+                path = Path(tmp_dir) / f"{table}.jsonl"
+                path.write_bytes(encode_rows(table_rows))
+                staged[table] = path
+
+            def commit() -> None:
+                with self._transaction("recording the report's figures"):
+                    for table, path in staged.items():
+                        self.con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+                        if rows[table]:
+                            self.con.execute(insert_sql(table), [str(path)])
+
+            retry_lake(commit)()
+        return {table: len(table_rows) for table, table_rows in rows.items()}
 
     def add_items(self, run_id: str, questions: Sequence[Question]) -> None:
         """Add a run's items in one bulk insert; an item already there keeps its row."""
@@ -225,10 +264,18 @@ class Ledger:
                 self.con.execute(ITEMS_SQL, [run_id, str(items_path)])
             if bad_path is not None:
                 self.con.execute(INPUT_ERRORS_SQL, [run_id, str(bad_path)])
-            return self._ingest_units_file(units_path) if units_path else (0, 0)
+            runs = {run_id} if run_id is not None else set()
+            added = (0, 0)
+            if units_path is not None:
+                added, unit_runs = self._ingest_units_file(units_path)
+                runs |= unit_runs
+            if runs:
+                self.con.execute(RUN_TOKENS_SQL, [sorted(runs)])
+            return added
 
-    def _ingest_units_file(self, units_path: Path) -> tuple[int, int]:
-        """Inside the ingest's transaction: add the staged units; returns (units, calls) added."""
+    def _ingest_units_file(self, units_path: Path) -> tuple[tuple[int, int], set[str]]:
+        """Inside the ingest's transaction: add the staged units; returns (units, calls) added
+        and the runs the staged units belong to."""
         self.con.execute(INGEST_CHOOSE_SQL[0], [str(units_path)])
         for statement in INGEST_CHOOSE_SQL[1:]:
             self.con.execute(statement)
@@ -242,9 +289,12 @@ class Ledger:
             self.con.execute(statement)
         row = self.con.execute(INGEST_COUNTS_SQL).fetchone()
         assert row is not None
+        runs = {
+            r[0] for r in self.con.execute("SELECT DISTINCT run_id FROM ingest_units").fetchall()
+        }
         for statement in INGEST_CLEANUP_SQL:
             self.con.execute(statement)
-        return int(row[0]), int(row[1])
+        return (int(row[0]), int(row[1])), runs
 
     def query(
         self, sql: str, params: Sequence[Any] | None = None

@@ -169,7 +169,162 @@ MIGRATIONS: tuple[Migration, ...] = (
         INSERT INTO ingest_lock VALUES (0);
         """,
     ),
-    # Version 5 is another change's (merged separately); this one is 6.
+    Migration(
+        5,
+        "add_report_figures_and_sweep_cost",
+        """
+        -- What ran (the model apart from the engine) and what the run cost, counted both ways:
+        -- attributed = the sum over units of what each alone would cost (completion tokens of
+        -- its calls, the x-axis of every curve); generated = what the engine produced, each
+        -- shared sample counted once (the sample cache). Set at ingest.
+        ALTER TABLE runs ADD COLUMN model VARCHAR;
+        ALTER TABLE runs ADD COLUMN tokens_attributed BIGINT;
+        ALTER TABLE runs ADD COLUMN tokens_generated BIGINT;
+        -- cached: served from the run's sample cache; generated_tokens: tokens this call
+        -- accounts for as generated (each generation on one call only). NULL in runs recorded
+        -- before the cache, where every call generated all of its completion_tokens.
+        ALTER TABLE generation_calls ADD COLUMN cached BOOLEAN;
+        ALTER TABLE generation_calls ADD COLUMN generated_tokens INTEGER;
+
+        -- A run's published report, as figures. Written when the report is published; a
+        -- re-published report replaces the run's rows (in one transaction).
+        CREATE TABLE reports (
+            run_id                 VARCHAR NOT NULL,   -- key
+            published_at           TIMESTAMP NOT NULL,
+            generated_at           VARCHAR NOT NULL,   -- the report's own timestamp (ISO)
+            report_schema_version  INTEGER NOT NULL,
+            lambda_per_1k_tokens   DOUBLE,
+            throughput_tokens_per_second DOUBLE,
+            settings_json          JSON NOT NULL
+        );
+        CREATE TABLE report_curve_points (
+            run_id                 VARCHAR NOT NULL,
+            dataset                VARCHAR NOT NULL,
+            language               VARCHAR NOT NULL,
+            strategy               VARCHAR NOT NULL,
+            budget                 INTEGER NOT NULL,   -- key: (run_id, dataset, language, strategy, budget)
+            items                  INTEGER NOT NULL,
+            correct                INTEGER NOT NULL,
+            accuracy               DOUBLE NOT NULL,
+            accuracy_low           DOUBLE NOT NULL,    -- bootstrap CI (report's confidence)
+            accuracy_high          DOUBLE NOT NULL,
+            mean_completion_tokens DOUBLE NOT NULL,
+            completion_tokens_low  DOUBLE NOT NULL,
+            completion_tokens_high DOUBLE NOT NULL,
+            mean_prompt_tokens     DOUBLE NOT NULL,
+            mean_thinking_tokens   DOUBLE NOT NULL,
+            usd_per_item           DOUBLE,
+            usd_per_correct        DOUBLE,
+            on_frontier            BOOLEAN NOT NULL
+        );
+        -- One row per rule's recommendation of a slice, or one row with strategy NULL and the
+        -- reason (withheld) when the slice gets none.
+        CREATE TABLE report_recommendations (
+            run_id                 VARCHAR NOT NULL,
+            dataset                VARCHAR NOT NULL,
+            language               VARCHAR NOT NULL,
+            rule                   VARCHAR,            -- marginal_gain | utility
+            strategy               VARCHAR,
+            budget                 INTEGER,
+            accuracy               DOUBLE,
+            accuracy_low           DOUBLE,
+            accuracy_high          DOUBLE,
+            mean_completion_tokens DOUBLE,
+            usd_per_item           DOUBLE,
+            threshold              DOUBLE,             -- τ or λ, points per 1k tokens
+            plateau_reached        BOOLEAN,
+            capped_by_decline      BOOLEAN,
+            withheld               VARCHAR,            -- why none is recommended
+            needed                 VARCHAR             -- what would make one possible
+        );
+        CREATE TABLE report_saturation (
+            run_id           VARCHAR NOT NULL,
+            dataset          VARCHAR NOT NULL,
+            language         VARCHAR NOT NULL,
+            strategy         VARCHAR NOT NULL,         -- key: (run_id, dataset, language, strategy)
+            kind             VARCHAR NOT NULL,         -- parallel | sequential
+            unit             VARCHAR NOT NULL,
+            f_max            DOUBLE NOT NULL,
+            p                DOUBLE NOT NULL,
+            epsilon          DOUBLE NOT NULL,
+            saturation_point DOUBLE,                   -- N*, in the budget's unit
+            extrapolated     BOOLEAN NOT NULL,
+            budgets          INTEGER[] NOT NULL,
+            deviance         DOUBLE
+        );
+        CREATE TABLE report_inverse_scaling (
+            run_id               VARCHAR NOT NULL,
+            dataset              VARCHAR NOT NULL,
+            language             VARCHAR NOT NULL,
+            strategy             VARCHAR NOT NULL,     -- key: (run_id, dataset, language, strategy)
+            cap_budget           INTEGER,              -- largest budget a recommendation may use
+            significant_declines INTEGER NOT NULL,     -- pairwise McNemar tests significant (Holm)
+            trend_token_measure  VARCHAR,
+            trend_slope_points_per_1k_tokens DOUBLE,
+            trend_p_value        DOUBLE,
+            trend_p_holm         DOUBLE,
+            trend_significant    BOOLEAN,
+            pairwise_json        JSON NOT NULL         -- every pairwise test, as the report has it
+        );
+
+        -- One line per run: what `ttscale runs` prints, now with model and both costs.
+        CREATE OR REPLACE VIEW run_summary AS
+        SELECT r.run_id, r.status, coalesce(r.started_at, r.created_at) AS started_at,
+               r.finished_at,
+               date_diff('second', coalesce(r.started_at, r.created_at), r.finished_at)
+                   AS duration_s,
+               r.engine, r.engine_kind, r.model,
+               (SELECT count(*) FROM items i WHERE i.run_id = r.run_id) AS items,
+               (SELECT count(*) FROM item_decisions d WHERE d.run_id = r.run_id) AS units,
+               (SELECT coalesce(sum(d.prompt_tokens + d.completion_tokens), 0)
+                  FROM item_decisions d WHERE d.run_id = r.run_id) AS tokens,
+               r.tokens_attributed, r.tokens_generated,
+               r.tokens_attributed / nullif(r.tokens_generated, 0) AS sweep_saving,
+               (SELECT avg(d.correct::INTEGER) FROM item_decisions d
+                  WHERE d.run_id = r.run_id AND d.stop_reason <> 'error') AS accuracy
+        FROM runs r;
+        -- The most recently started run: `WHERE run_id = (SELECT run_id FROM latest_run)`.
+        CREATE VIEW latest_run AS
+        SELECT run_id FROM runs
+        ORDER BY coalesce(started_at, created_at) DESC, created_at DESC, run_id DESC
+        LIMIT 1;
+        -- Answered units only (errored ones are reported apart, as in the report).
+        CREATE VIEW accuracy_by_budget AS
+        SELECT d.run_id, d.strategy, d.budget,
+               count(*)                              AS items,
+               count(*) FILTER (WHERE d.correct)     AS correct,
+               avg(d.correct::INTEGER)               AS accuracy,
+               avg(d.completion_tokens)              AS mean_completion_tokens,
+               avg(d.prompt_tokens)                  AS mean_prompt_tokens,
+               sum(d.completion_tokens)              AS total_completion_tokens
+        FROM item_decisions d
+        WHERE d.stop_reason <> 'error'
+        GROUP BY ALL;
+        CREATE VIEW accuracy_by_language AS
+        SELECT d.run_id, i.language, d.strategy, d.budget,
+               count(*)                              AS items,
+               count(*) FILTER (WHERE d.correct)     AS correct,
+               avg(d.correct::INTEGER)               AS accuracy,
+               avg(d.completion_tokens)              AS mean_completion_tokens,
+               sum(d.completion_tokens)              AS total_completion_tokens
+        FROM item_decisions d
+        JOIN items i USING (run_id, item_id)
+        WHERE d.stop_reason <> 'error'
+        GROUP BY ALL;
+        -- Completion tokens spent per correct answer (NULL where none was right).
+        CREATE VIEW cost_per_correct AS
+        SELECT d.run_id, i.dataset, i.language, d.strategy, d.budget,
+               count(*)                              AS items,
+               count(*) FILTER (WHERE d.correct)     AS correct,
+               sum(d.completion_tokens)              AS total_completion_tokens,
+               sum(d.completion_tokens) / nullif(count(*) FILTER (WHERE d.correct), 0)
+                   AS tokens_per_correct
+        FROM item_decisions d
+        JOIN items i USING (run_id, item_id)
+        WHERE d.stop_reason <> 'error'
+        GROUP BY ALL;
+        """,
+    ),
     Migration(
         6,
         "add_call_confidence",

@@ -94,6 +94,7 @@ def read_report_data(
     tokens, seconds = _one(con, q.MEASURED_THROUGHPUT, run_id)
     calls, prompt, completion, thinking, discarded = _one(con, q.CALL_TOTALS, run_id)
     scoring_calls, scoring_tokens = _one(con, q.SCORING_TOTALS, run_id)
+    (generated,) = _one(con, q.GENERATED_TOKENS, run_id)
     (input_errors,) = _one(con, q.INPUT_ERROR_COUNT, run_id)
     (errored_units,) = _one(con, q.ERRORED_UNITS, run_id)
     candidates = []
@@ -110,6 +111,7 @@ def read_report_data(
         stop_reasons=[tuple(row) for row in con.execute(q.STOP_REASONS, [run_id]).fetchall()],
         call_totals=(calls, prompt, completion, thinking, discarded),
         scoring_totals=(int(scoring_calls), int(scoring_tokens)),
+        generated_completion_tokens=int(generated),
         measured_completion_tokens=tokens,
         measured_latency_s=seconds,
         input_errors=int(input_errors),

@@ -103,6 +103,15 @@ FROM generation_calls
 WHERE run_id = ? AND phase = 'score'
 """
 
+# Tokens the engine generated: each generation is accounted on exactly one call (the sample
+# cache's ``generated_tokens``), not necessarily an uncached one, so the sum runs over every
+# call; calls from before the cache (NULL) generated all of their completion tokens.
+GENERATED_TOKENS = """
+SELECT coalesce(sum(coalesce(generated_tokens, completion_tokens)), 0)
+FROM generation_calls
+WHERE run_id = ?
+"""
+
 CALL_TOTALS = """
 SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
        coalesce(sum(thinking_tokens), 0), count(*) FILTER (WHERE NOT used)

@@ -19,6 +19,7 @@ cannot parse or run stays a ``LedgerError`` (exit 7, "query failed").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,17 +112,35 @@ def check_statement(sql: str) -> duckdb.Statement | str:
     return statement
 
 
+@dataclass(frozen=True)
+class UserResult:
+    """A user statement's result: column names, their DuckDB types (as SQL text) and rows."""
+
+    names: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+
+
 def run_user_sql(
     path: str | Path, sql: str, allowed_directories: Sequence[str | Path] = ()
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Check and run one user statement on the sandboxed ledger; returns column names and rows."""
+    result = run_user_query(path, sql, allowed_directories)
+    return result.names, result.rows
+
+
+def run_user_query(
+    path: str | Path, sql: str, allowed_directories: Sequence[str | Path] = ()
+) -> UserResult:
+    """``run_user_sql`` with the result's column types too (to write it typed, e.g. Parquet)."""
     statement = check_statement(sql)
     con = open_sandboxed(path, allowed_directories)
 
-    def run() -> tuple[list[str], list[tuple[Any, ...]]]:
+    def run() -> UserResult:
         cursor = con.execute(statement)
         rows = cursor.fetchall()
-        return [d[0] for d in cursor.description] if cursor.description else [], rows
+        described = cursor.description or []
+        return UserResult([d[0] for d in described], [str(d[1]) for d in described], rows)
 
     try:
         try:

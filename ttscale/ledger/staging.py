@@ -29,6 +29,7 @@ CALL_FIELDS = {
     "latency_s": "DOUBLE", "used": "BOOLEAN", "seed": "BIGINT", "cumulative_logprob": "DOUBLE",
     "score": "DOUBLE", "extracted_answer": "VARCHAR", "completion_text": "VARCHAR",
     "mean_confidence": "DOUBLE", "lowest_group_confidence": "DOUBLE", "tail_confidence": "DOUBLE",
+    "cached": "BOOLEAN", "generated_tokens": "INTEGER",
 }  # fmt: skip
 # The fields of a unit record (records.UnitResult.to_json) other than its calls. Unknown keys are ignored.
 UNIT_FIELDS = {
@@ -139,9 +140,22 @@ INGEST_LOCK_SQL = "UPDATE ingest_lock SET ingests = ingests + 1"
 RUN_SQL = (
     "INSERT INTO runs (run_id, created_at, fingerprint, engine, engine_kind, "
     "seed, request_json, versions_json, prompts_json, started_at, status, flow_run_id, "
-    "ttscale_version) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ingested', ?, ? "
+    "ttscale_version, model) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ingested', ?, ?, ? "
     "WHERE NOT EXISTS (SELECT 1 FROM runs WHERE run_id = ?)"
 )
+
+# Both costs of each run in ? (a list of run ids), from its call rows. Attributed: every call's
+# completion tokens, as each unit counts them. Generated: what the engine produced. A generation
+# is accounted on exactly one call (``sample_cache``), which need not be the uncached one: a
+# budget served as a prefix of a longer request is ``cached`` and may carry the longer one's
+# tokens, while the longer request, asked later, carries 0. So the sum is over every call, not
+# over the uncached ones; calls from before the cache (NULL) generated all of theirs.
+RUN_TOKENS_SQL = """UPDATE runs SET
+    tokens_attributed = t.attributed, tokens_generated = t.generated
+FROM (SELECT run_id, sum(completion_tokens) AS attributed,
+             sum(coalesce(generated_tokens, completion_tokens)) AS generated
+      FROM generation_calls WHERE run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY run_id) t
+WHERE runs.run_id = t.run_id"""
 
 
 def write_units(path: Path, parts: Iterable[Part]) -> int:
@@ -182,6 +196,8 @@ class RunRow:
     prompts: dict[str, Any]
     started_at: datetime | None = None
     flow_run_id: str | None = None
+    model: str | None = None
+    """The model id or path the engine served (``engine`` names the backend and model)."""
 
     def params(self) -> list[Any]:
         """The parameters of ``RUN_SQL``: its columns in order, then the run id again."""
@@ -200,6 +216,7 @@ class RunRow:
             self.started_at,
             self.flow_run_id,
             version("ttscale"),
+            self.model,
             self.run_id,
         ]
 

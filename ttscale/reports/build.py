@@ -101,6 +101,7 @@ def build_report(data: ReportData, settings: ReportSettings | None = None) -> Re
             thinking_tokens=thinking,
             scoring_calls=data.scoring_totals[0],
             scoring_tokens=data.scoring_totals[1],
+            generated_tokens=data.generated_completion_tokens,
         ),
         measured_throughput_tokens_per_second=throughput,
         lambda_per_1k_tokens=lambda_per_1k,

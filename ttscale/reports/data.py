@@ -65,3 +65,6 @@ class ReportData:
     thinking_axes: list[dict[str, Any]] = field(default_factory=list)
     """Per slice, strategy and budget of units that probed their thinking: the
     ``ThinkingAxesRow`` columns (samples × thinking tokens per sample)."""
+    generated_completion_tokens: int | None = None
+    """Completion tokens the engine generated, each shared sample once (the sample cache); the
+    completion total of ``call_totals`` counts them per unit (attributed). None: not read."""

@@ -20,6 +20,7 @@ from ttscale.reports.tables import (
     frontier_rows,
     pct,
     saturation_rows,
+    sweep_saving_text,
 )
 from ttscale.reports.thinking import (
     THINKING_AXES_HEADER,
@@ -277,6 +278,7 @@ def render_html(report: Report) -> str:
         "completion tokens": report.totals.completion_tokens,
         "prompt tokens": report.totals.prompt_tokens,
         **({"scoring": report.totals.scoring_note()} if report.totals.scoring_calls else {}),
+        "sweep saving": sweep_saving_text(report.totals) or "not measured",
         "input errors": report.input_errors,
         "errored units (left out of every figure)": report.errored_units,
         "bootstrap": f"{report.settings.bootstrap_resamples} paired resamples, "

@@ -14,6 +14,7 @@ from ttscale.reports.tables import (
     frontier_rows,
     pct,
     saturation_rows,
+    sweep_saving_text,
 )
 from ttscale.reports.thinking import (
     THINKING_AXES_HEADER,
@@ -197,6 +198,7 @@ def render_markdown(report: Report) -> str:
         f"completion tokens: {report.totals.completion_tokens}; "
         f"prompt tokens: {report.totals.prompt_tokens}",
         *([f"- {report.totals.scoring_note()}"] if report.totals.scoring_calls else []),
+        *(f"- sweep saving: {line}" for line in [sweep_saving_text(report.totals)] if line),
         f"- input errors: {report.input_errors}",
         f"- errored units (left out of every figure): {report.errored_units}",
         f"- bootstrap: {report.settings.bootstrap_resamples} paired resamples over items, "

@@ -152,6 +152,7 @@ class TokenTotals(BaseModel):
     discarded_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    """Attributed: every call's completion tokens, as the units count them."""
     thinking_tokens: int = 0
     scoring_calls: int = 0
     """Of ``calls``: scoring calls (a reward model reading a sample; they generate nothing)."""
@@ -167,6 +168,18 @@ class TokenTotals(BaseModel):
             "within the prompt tokens; the token axis counts completion tokens and leaves "
             "them out"
         )
+
+    generated_tokens: int | None = None
+    """Completion tokens the engine generated, each sample shared between units once (the
+    sample cache); None in reports built without it."""
+
+    @property
+    def sweep_saving(self) -> float | None:
+        """Attributed over generated tokens: how many times the sweep's units would have cost
+        had each run alone (1.0 without sharing); None when unknown."""
+        if not self.generated_tokens:
+            return None
+        return self.completion_tokens / self.generated_tokens
 
 
 class Report(BaseModel):

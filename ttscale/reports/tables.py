@@ -5,12 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ttscale.analysis.saturation import SaturationFit
-from ttscale.reports.model import SliceReport
+from ttscale.reports.model import SliceReport, TokenTotals
 
 Escape = Callable[[object], str]
 
 FRONTIER_HEADER = ["from", "to", "Δ tokens", "Δ accuracy (pts)", "pts per 1k tok", "95% CI"]
 SATURATION_HEADER = ["strategy", "unit of N", "F_max", "p", "ε", "N*", "deviance"]
+
+
+def sweep_saving_text(totals: TokenTotals) -> str | None:
+    """One line on what sharing samples between units saved, or None when not measured."""
+    saving = totals.sweep_saving
+    if saving is None:
+        return None
+    return (
+        f"{totals.completion_tokens:,} completion tokens attributed to units, "
+        f"{totals.generated_tokens:,} generated: {saving:.2f}× "
+        "(samples shared between units are generated once)"
+    )
 
 
 def pct(value: float) -> str:

@@ -72,8 +72,8 @@ class IngestSummary:
     ledger_path: str
     totals: dict[str, Any] = field(default_factory=dict)
     generated: dict[str, int] = field(default_factory=dict)
-    """``parts.generation_totals``: what the engine generated, read from the parts (the ledger
-    does not hold it yet)."""
+    """``parts.generation_totals``: what the engine generated, read from the parts, every
+    attempt included (the ledger's ``runs.tokens_generated`` counts the calls it keeps)."""
 
 
 @dataclass
@@ -293,6 +293,7 @@ def ingest(ctx: RunContext, plan: BatchPlan, flow_run_id: str | None = None) -> 
         prompts=manifest["profile"],
         started_at=plan.started_at,
         flow_run_id=flow_run_id,
+        model=getattr(ctx.engine, "model", None),
     )
     with Ledger(ctx.ledger_path) as ledger:
         units, calls = ledger.ingest_run(run, questions, bad_rows, parts)
@@ -311,8 +312,8 @@ def ingest(ctx: RunContext, plan: BatchPlan, flow_run_id: str | None = None) -> 
 
 
 def publish_report(ctx: RunContext, plan: BatchPlan) -> PublishedReport:
-    """Build the run's report from the ledger, write it next to the run's objects, and mark the
-    run completed."""
+    """Build the run's report from the ledger, write it next to the run's objects, record its
+    figures in the ledger (replacing any earlier report's), and mark the run completed."""
     from ttscale.ledger.report_data import build_report_from_ledger, report_settings
     from ttscale.reports.publish import publish_report as publish
 
@@ -321,5 +322,6 @@ def publish_report(ctx: RunContext, plan: BatchPlan) -> PublishedReport:
         report = build_report_from_ledger(ledger.con, plan.run_id, settings)
     published = PublishedReport(report, publish(report, ctx.output, ctx.layout.report))
     with Ledger(ctx.ledger_path) as ledger:
+        ledger.record_report(report)
         ledger.finish_run(plan.run_id, "completed")
     return published

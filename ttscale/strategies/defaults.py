@@ -9,9 +9,10 @@ The issue's 5x bar is not met: only a reward-model gate calibrated on another ru
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+if TYPE_CHECKING:  # reports import this module for the preset's settings alone: keep it light
+    from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
 
 RECOMMENDED = "recommended"
 """The preset's name: ``ttscale run --strategy recommended[:n_max=N]``."""
@@ -29,12 +30,21 @@ def recommended_adaptive(n_max: int = 8, **overrides: Any) -> AdaptiveConsistenc
     ``overrides``: sampling settings of the run (``max_tokens``, ``temperature``), never the
     stopping rule's, which would make it another strategy.
     """
+    from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+
     fixed = set(RECOMMENDED_SETTINGS) & set(overrides)
     if fixed:
         raise ValueError(f"the recommended preset fixes {sorted(fixed)}; use adaptive_consistency")
     return AdaptiveConsistencyConfig(n=[n_max], **RECOMMENDED_SETTINGS, **overrides)
 
 
-def is_recommended(config: dict[str, Any]) -> bool:
-    """Whether a stored strategy config (a run request's entry) is the recommended preset."""
-    return all(config.get(key) == value for key, value in RECOMMENDED_SETTINGS.items())
+def recommended_kind(request: dict[str, Any]) -> str | None:
+    """The kind of the run request's strategy that is the recommended preset, if one is."""
+    stored = request.get("strategies")
+    configs = stored.values() if isinstance(stored, dict) else stored or []
+    for config in configs:
+        if isinstance(config, dict) and all(
+            config.get(key) == value for key, value in RECOMMENDED_SETTINGS.items()
+        ):
+            return str(config["kind"])
+    return None

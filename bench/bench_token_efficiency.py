@@ -1,18 +1,23 @@
 """Token efficiency of adaptive sample counts, by replay on one large-N sample pool.
 
-For fixed majority@N (N = the pool size by default) and for Adaptive-Consistency, ESC, OptScale
-and the verifier gate over a grid of their settings, replays every item (recorded order plus
-seeded permutations) and prints accuracy and completion tokens per item; then, per method, the
-cheapest setting whose accuracy is within 1 point of majority@N and the token ratio
-majority@N ÷ that setting.
+For majority@1..N (N = the pool size by default), each adaptive kind at its default settings and
+over a grid of documented settings (Adaptive-Consistency, ESC, OptScale, best-of-N and weighted
+vote, the verifier gate) and the recommended adaptive default, replays every item (recorded order
+plus seeded permutations) and prints, side by side, accuracy, completion tokens per item, the
+token ratio majority@N ÷ it and the accuracy difference in points; then, per method, the cheapest
+setting within 1 point of majority@N. A setting that cannot run on the pool (OptScale on scores
+outside [0, 1]) says why; deepconf and confidence_stop need token confidence the pool may lack.
 
-The verifier gate scores with the pool's stored scores, else the mean token probability (which
-costs no scoring tokens). Its threshold comes from each item's warm-up, or from a calibration
+Scorers: on an imported pool (``--pool``), kind ``stored`` (its own scores, e.g. a reward
+model's); otherwise the mean token probability (which costs no scoring tokens). Its threshold comes from each item's warm-up, or from a calibration
 run; the latter is played by 2-fold cross-fitting: the items of one half are gated on a
 percentile of the other half's sample scores, so no item calibrates its own threshold.
 
     # a pool from an earlier run (phase 'sample' calls of one unit):
     .venv/bin/python bench/bench_token_efficiency.py --ledger L.duckdb --run-id RUN --budget 16
+    # a pool made by another tool, imported as `ttscale pool import` does (a temporary lake):
+    .venv/bin/python bench/bench_token_efficiency.py --pool bench/data/qwen25_math_cot_100.jsonl.gz \
+        --pool-format qwen-math --permutations 5
     # or generate one now with the embedded model (a few minutes on CPU):
     .venv/bin/python bench/bench_token_efficiency.py --generate --samples 16
     # keep the generated pool (--ledger), and replay at N_max = 8 from a pool of 16:

@@ -1,18 +1,23 @@
 """Token efficiency of adaptive sample counts, by replay on one large-N sample pool.
 
-For fixed majority@N (N = the pool size by default) and for Adaptive-Consistency, ESC, OptScale
-and the verifier gate over a grid of their settings, replays every item (recorded order plus
-seeded permutations) and prints accuracy and completion tokens per item; then, per method, the
-cheapest setting whose accuracy is within 1 point of majority@N and the token ratio
-majority@N ÷ that setting.
+For majority@1..N (N = the pool size by default), each adaptive kind at its default settings and
+over a grid of documented settings (Adaptive-Consistency, ESC, OptScale, best-of-N and weighted
+vote, the verifier gate) and the recommended adaptive default, replays every item (recorded order
+plus seeded permutations) and prints, side by side, accuracy, completion tokens per item, the
+token ratio majority@N ÷ it and the accuracy difference in points; then, per method, the cheapest
+setting within 1 point of majority@N. A setting that cannot run on the pool (OptScale on scores
+outside [0, 1]) says why; deepconf and confidence_stop need token confidence the pool may lack.
 
-The verifier gate scores with the pool's stored scores, else the mean token probability (which
-costs no scoring tokens). Its threshold comes from each item's warm-up, or from a calibration
+Scorers: on an imported pool (``--pool``), kind ``stored`` (its own scores, e.g. a reward
+model's); otherwise the mean token probability (which costs no scoring tokens). Its threshold comes from each item's warm-up, or from a calibration
 run; the latter is played by 2-fold cross-fitting: the items of one half are gated on a
 percentile of the other half's sample scores, so no item calibrates its own threshold.
 
     # a pool from an earlier run (phase 'sample' calls of one unit):
     .venv/bin/python bench/bench_token_efficiency.py --ledger L.duckdb --run-id RUN --budget 16
+    # a pool made by another tool, imported as `ttscale pool import` does (a temporary lake):
+    .venv/bin/python bench/bench_token_efficiency.py --pool bench/data/qwen25_math_cot_100.jsonl.gz \
+        --pool-format qwen-math --permutations 5
     # or generate one now with the embedded model (a few minutes on CPU):
     .venv/bin/python bench/bench_token_efficiency.py --generate --samples 16
     # keep the generated pool (--ledger), and replay at N_max = 8 from a pool of 16:
@@ -30,12 +35,18 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from ttscale.ledger import Ledger
 from ttscale.ledger.readers import sample_pool_rows
+from ttscale.pools.writer import PoolImport, import_pool, imported_pool
+from ttscale.strategies.config import MeanLogprobScorerConfig, ScorerConfig, StoredScorerConfig
+from ttscale.strategies.defaults import recommended_adaptive
 from ttscale.strategies.kinds.adaptive_consistency import AdaptiveConsistencyConfig
+from ttscale.strategies.kinds.best_of_n import BestOfNConfig
 from ttscale.strategies.kinds.esc import ESCConfig
 from ttscale.strategies.kinds.majority import MajorityConfig
 from ttscale.strategies.kinds.optscale import OptScaleConfig
 from ttscale.strategies.kinds.verifier_gate import VerifierGateConfig
+from ttscale.strategies.kinds.weighted_vote import WeightedVoteConfig
 from ttscale.strategies.replay import PoolSample, SamplePool, replay
 from ttscale.strategies.scorers import mean_logprob_score
 
@@ -108,69 +119,130 @@ def evaluate_cross_fitted(
     return accuracy, tokens
 
 
-def main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.generate:
-            # --ledger with --generate keeps the pool there, for later runs of this bench.
-            ledger = args.ledger or str(Path(tmp) / "pool.duckdb")
-            run_id = generate_pool(
-                args.samples, args.max_tokens, args.items, args.seed, Path(ledger)
+def load_pool(args: argparse.Namespace, tmp: str) -> tuple[SamplePool, int]:
+    """The pool to replay and its N: imported (``--pool``), generated, or read from a ledger."""
+    if args.pool:
+        # The same code path as `ttscale pool import`, into a throwaway lake.
+        ledger = str(Path(tmp) / "pool.sqlite")
+        summary = import_pool(
+            PoolImport(args.pool, args.pool_format, ledger, "pool", tokenizer=args.tokenizer)
+        )
+        if summary.bad_rows:
+            print(
+                f"pool: {len(summary.bad_rows)} bad lines skipped (first: {summary.bad_rows[0].reason})"
             )
-            budget = args.samples
-        else:
-            ledger, run_id, budget = args.ledger, args.run_id, args.budget
-        rows = sample_pool_rows(ledger, run_id, args.strategy, budget)
-        pool = SamplePool.from_rows(run_id, rows)
-    print(f"pool: {len(pool.items)} items × up to {budget} samples (run {run_id})")
-    budget = args.n_max or budget
-    reference_acc, reference_tok = evaluate(
-        MajorityConfig(n=[budget]), pool, budget, args.permutations
-    )
-    print(f"majority@{budget}: accuracy {reference_acc:.3f}, {reference_tok:.1f} tokens/item")
-    grids: dict[str, list[Any]] = {
-        "adaptive_consistency": [
-            AdaptiveConsistencyConfig(n=[budget], threshold=t, round_size=1) for t in (0.8, 0.9, 0.95, 0.99)
+        with Ledger(ledger, read_only=True) as led:
+            imported, answers_stored = imported_pool(led, summary.run_id)
+            rows = sample_pool_rows(led, summary.run_id, "majority")
+        pool = SamplePool.from_rows(
+            summary.run_id, rows, answers_stored=answers_stored, imported=imported
+        )
+        return pool, min(len(item.samples) for item in pool.items)
+    if args.generate:
+        # --ledger with --generate keeps the pool there, for later runs of this bench.
+        ledger = args.ledger or str(Path(tmp) / "pool.duckdb")
+        run_id = generate_pool(args.samples, args.max_tokens, args.items, args.seed, Path(ledger))
+        budget = args.samples
+    else:
+        ledger, run_id, budget = args.ledger, args.run_id, args.budget
+    rows = sample_pool_rows(ledger, run_id, args.strategy, budget)
+    return SamplePool.from_rows(run_id, rows), budget
+
+
+def strategy_grid(budget: int, scorer: ScorerConfig) -> dict[str, list[Any]]:
+    """Per method: its default settings first, then the documented grid around them."""
+    n = [budget]
+    return {
+        "adaptive_consistency": [AdaptiveConsistencyConfig(n=n)] + [
+            AdaptiveConsistencyConfig(n=n, threshold=t, round_size=1) for t in (0.8, 0.9, 0.95, 0.99)
         ],
-        "esc": [ESCConfig(n=[budget], window=w) for w in (2, 4, 8) if w <= budget],
-        "optscale": [
-            OptScaleConfig(n=[budget], k=k, q=q, s_star=s, select="weighted_vote")
+        "esc": [ESCConfig(n=n)] + [ESCConfig(n=n, window=w) for w in (2, 4, 8) if w <= budget],
+        "optscale": [OptScaleConfig(n=n, scorer=scorer)] + [
+            OptScaleConfig(n=n, k=k, q=q, s_star=s, select="weighted_vote", scorer=scorer)
             for k in (2, 4) for q in (0.05, 0.2) for s in (0.5, 0.8)
         ],
-        "verifier_gate (item warm-up)": [
-            VerifierGateConfig(n=[budget], warmup=w, percentile=p, answer=a)
+        "best_of_n": [BestOfNConfig(n=n, scorer=scorer)],
+        "weighted_vote": [WeightedVoteConfig(n=n, scorer=scorer)],
+        "verifier_gate (item warm-up)": [VerifierGateConfig(n=n, scorer=scorer)] + [
+            VerifierGateConfig(n=n, warmup=w, percentile=p, answer=a, scorer=scorer)
             for w in (2, 4) for p in (50, 75, 90) for a in ("best", "weighted_vote")
         ],
         "verifier_gate (calibration run)": [
-            VerifierGateConfig(n=[budget], calibration_run="other half", percentile=p, answer=a)
-            for p in (50, 75, 90, 97) for a in ("best", "weighted_vote")
+            VerifierGateConfig(n=n, calibration_run="other half", percentile=p, answer=a, scorer=scorer)
+            for p in (10, 25, 50, 75, 90, 97) for a in ("best", "weighted_vote")
         ],
+        "recommended default": [recommended_adaptive(budget)],
     }  # fmt: skip
-    described = {"threshold", "window", "k", "q", "s_star", "warmup", "percentile", "answer"}
-    for method, configs in grids.items():
+
+
+DESCRIBED = {"threshold", "window", "k", "q", "s_star", "warmup", "percentile", "answer"}
+
+
+def settings_of(config: Any) -> str:
+    """The settings the grid varies, as ``key=value``."""
+    settings = config.model_dump(include=DESCRIBED)
+    if isinstance(config, VerifierGateConfig) and config.calibration_run:
+        settings.pop("warmup")
+    return ",".join(f"{k}={v}" for k, v in settings.items())
+
+
+def row(name: str, settings: str, acc: float, tok: float, reference: tuple[float, float]) -> str:
+    ratio = reference[1] / tok if tok else float("inf")
+    points = 100 * (acc - reference[0])
+    return f"{name:<32} {settings:<54} {acc:8.3f} {tok:10.1f} {ratio:7.2f}x {points:+8.1f}"
+
+
+def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        pool, pool_size = load_pool(args, tmp)
+    print(f"pool: {len(pool.items)} items × up to {pool_size} samples (run {pool.run_id})")
+    budget = args.n_max or pool_size
+    imported = any(item.imported for item in pool.items)
+    # An imported pool serves its stored scores (a reward model's) to scorer kind 'stored' only.
+    scorer: ScorerConfig = StoredScorerConfig() if imported else MeanLogprobScorerConfig()
+    print(f"orders: recorded + {args.permutations} seeded permutations; scorer: {scorer.kind}")
+    reference = evaluate(MajorityConfig(n=[budget]), pool, budget, args.permutations)
+    print(f"{'method':<32} {'settings':<54} {'accuracy':>8} {'tokens/item':>10} "
+          f"{f'maj@{budget}/it':>8} {'Δ points':>8}")  # fmt: skip
+    for k in range(1, budget + 1):
+        acc, tok = evaluate(MajorityConfig(n=[k]), pool, k, args.permutations)
+        print(row(f"majority@{k}", "", acc, tok, reference))
+    if not any(sample.confidence for item in pool.items for sample in item.samples):
+        print("deepconf, confidence_stop: not replayed (the pool stores no token confidence)")
+    for method, configs in strategy_grid(budget, scorer).items():
         rows = []
         for config in configs:
-            if isinstance(config, VerifierGateConfig) and config.calibration_run:
-                acc, tok = evaluate_cross_fitted(config, pool, budget, args.permutations)
-            else:
-                acc, tok = evaluate(config, pool, budget, args.permutations)
-            settings = config.model_dump(include=described)
-            if isinstance(config, VerifierGateConfig) and config.calibration_run:
-                settings.pop("warmup")
-            rows.append((acc, tok, settings))
-            print(f"  {method} {settings}: accuracy {acc:.3f}, {tok:.1f} tokens/item")
-        matching = [r for r in rows if r[0] >= reference_acc - 0.01]
+            try:
+                if isinstance(config, VerifierGateConfig) and config.calibration_run:
+                    acc, tok = evaluate_cross_fitted(config, pool, budget, args.permutations)
+                else:
+                    acc, tok = evaluate(config, pool, budget, args.permutations)
+            except ValueError as exc:  # e.g. OptScale's model needs scores in [0, 1]
+                print(f"{method:<32} {settings_of(config):<54} not applicable: {exc}")
+                continue
+            is_default = (
+                not rows and "calibration" not in method and method != "recommended default"
+            )
+            rows.append((acc, tok, settings_of(config) + (" (default)" if is_default else "")))
+            print(row(method, rows[-1][2], acc, tok, reference))
+        matching = [r for r in rows if r[0] >= reference[0] - 0.01]
         if matching:
             acc, tok, settings = min(matching, key=lambda r: r[1])
-            print(f"{method}: cheapest within 1 pt of majority@{budget} is {settings}: "
-                  f"token ratio majority/adaptive = {reference_tok / tok:.2f}x")  # fmt: skip
+            print(f"  {method}: cheapest within 1 pt of majority@{budget} is {settings}: "
+                  f"token ratio majority/adaptive = {reference[1] / tok:.2f}x")  # fmt: skip
         else:
-            print(f"{method}: no setting within 1 pt of majority@{budget}")
+            print(f"  {method}: no setting within 1 pt of majority@{budget}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--pool", help="a pool file to import (path or URI; .jsonl or .jsonl.gz)")
+    parser.add_argument(
+        "--pool-format", default="qwen-math", help="its format, as `ttscale pool import --format`"
+    )
+    parser.add_argument("--tokenizer", help="counts the tokens the pool does not store")
     parser.add_argument("--ledger", help="ledger holding the pool")
     parser.add_argument("--run-id", help="run whose samples form the pool")
     parser.add_argument("--strategy", default="majority", help="unit whose samples form the pool")
@@ -189,6 +261,6 @@ if __name__ == "__main__":
     parser.add_argument("--permutations", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args()
-    if not arguments.generate and not (arguments.ledger and arguments.run_id):
-        parser.error("give --ledger and --run-id, or --generate")
+    if not (arguments.pool or arguments.generate or (arguments.ledger and arguments.run_id)):
+        parser.error("give --pool, --ledger and --run-id, or --generate")
     main(arguments)

@@ -188,8 +188,9 @@ def test_demo_entry_point_on_a_tiny_input(tmp_path: Path) -> None:
     assert len(lines) < 60, text
     assert any(line.startswith("Results: accuracy with 95% bootstrap CI") for line in lines)
     assert any(line.startswith("Recommended cutoffs") for line in lines)
-    # demo_request's strategies: majority N ∈ {1, 2, 4, 8} and budget forcing B ∈ {32, 64, 128}.
-    for strategy, budget in [("majority", 8), ("budget_forcing", 128)]:
+    # demo_request's strategies: majority N ∈ {1, 2, 4, 8}, the recommended adaptive default
+    # (adaptive_consistency, N_max 8) and budget forcing B ∈ {32, 64, 128}.
+    for strategy, budget in [("majority", 8), ("adaptive_consistency", 8), ("budget_forcing", 128)]:
         assert any(line.split()[:2] == [strategy, str(budget)] for line in lines), text
     assert any(line.startswith("demo finished in ") for line in lines), text
     ledger = f"{out}/ledger.duckdb"
@@ -204,6 +205,6 @@ def test_demo_entry_point_on_a_tiny_input(tmp_path: Path) -> None:
     rows = json.loads(_ok(["sql", json.loads(query), "--ledger", ledger, "--format", "json"]))
     assert {(r["strategy"], r["budget"]) for r in rows} == {
         ("majority", 1), ("majority", 2), ("majority", 4), ("majority", 8),
-        ("budget_forcing", 32), ("budget_forcing", 64), ("budget_forcing", 128),
+        ("adaptive_consistency", 8), ("budget_forcing", 32), ("budget_forcing", 64), ("budget_forcing", 128),
     }  # fmt: skip
     assert all(r["items"] == 3 for r in rows)

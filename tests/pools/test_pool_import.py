@@ -3,6 +3,7 @@ and the default tokenizer (the embedded model's) recorded with the run."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -99,6 +100,33 @@ def test_import_from_s3(tmp_path: Path, tokenizer: Path, s3_env: str) -> None:
     )
     assert result.exit_code == 0, result.output
     assert replay_json(run_id_of(result), ledger, "majority:n=1")[0]["accuracy"] == 1.0
+
+
+def test_gzipped_pool_imports_as_the_same_run(tmp_path: Path, tokenizer: Path) -> None:
+    text = (
+        json.dumps(GOOD) + "\n" + json.dumps(GOOD | {"idx": 1, "pred": ["3", "2"]}) + "\n"
+    ).encode()
+    plain = tmp_path / "pool.jsonl"
+    plain.write_bytes(text)
+    by_suffix = tmp_path / "pool.jsonl.gz"
+    by_suffix.write_bytes(gzip.compress(text))
+    by_magic = tmp_path / "gzipped-without-suffix.jsonl"  # read by gzip's magic bytes
+    by_magic.write_bytes(gzip.compress(text))
+    results = [
+        import_pool(
+            path, "qwen-math", tmp_path / f"{path.name}.sqlite", "--tokenizer", str(tokenizer)
+        )
+        for path in (plain, by_suffix, by_magic)
+    ]
+    assert all(r.exit_code == 0 for r in results), [r.output for r in results]
+    assert all("2 items, 4 samples, 0 bad lines" in r.stdout for r in results)
+    assert len({run_id_of(r) for r in results}) == 1  # same pool, same run id
+    ledger = tmp_path / f"{by_suffix.name}.sqlite"
+    assert replay_json(run_id_of(results[1]), ledger, "majority:n=1")[0]["accuracy"] == 0.5
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(text)[:-12])
+    broken = import_pool(cut, "qwen-math", tmp_path / "cut.sqlite", "--tokenizer", str(tokenizer))
+    assert broken.exit_code == 3 and "not a readable gzip file" in broken.output
 
 
 @pytest.mark.slow

@@ -12,7 +12,9 @@ from ttscale.cli.app import DEFAULT_LEDGER, LEDGER_HELP, fail, guarded, pool_app
 @pool_app.command("import")
 @guarded
 def pool_import(
-    source: Annotated[str, typer.Argument(help="The pool's JSONL: a path, file:// or s3:// URI.")],
+    source: Annotated[
+        str, typer.Argument(help="The pool's JSONL (or .jsonl.gz): a path, file:// or s3:// URI.")
+    ],
     fmt: Annotated[
         str, typer.Option("--format", help="generic, qwen-math, search-and-learn or lm-eval.")
     ],

@@ -3,7 +3,8 @@
 A strategy spec names a kind and its settings; a bare value after ``key=`` continues that key's
 list, so ``majority:n=1,2,4,8,temperature=0.7`` sets ``n=[1, 2, 4, 8]``. The kind's budget field
 can also be written ``budgets=`` (or ``n_max=``, the largest sample count). Dotted keys nest:
-``best_of_n:n=8,scorer.kind=mean_logprob``.
+``best_of_n:n=8,scorer.kind=mean_logprob``. ``recommended[:n_max=N,...]`` names the recommended
+adaptive default (``ttscale.strategies.defaults``), N_max 8 unless given.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def parse_strategy(spec: str) -> dict[str, Any]:
     """A strategy spec ``KIND[:key=value,...]`` as a dict a strategy config validates."""
     kind, _, rest = spec.partition(":")
     kind = kind.strip()
+    if kind == "recommended":
+        return _recommended(spec, rest)
     classes = strategy_classes()
     if kind not in classes:
         raise ConfigError(
@@ -91,3 +94,19 @@ def parse_strategy(spec: str) -> dict[str, Any]:
             target = target.setdefault(parent, {})
         target[leaf] = setting
     return data
+
+
+def _recommended(spec: str, rest: str) -> dict[str, Any]:
+    """``recommended[:n_max=N,key=value]``: the preset, with N_max and sampling settings."""
+    from ttscale.strategies.defaults import recommended_adaptive
+
+    settings = parse_strategy(f"adaptive_consistency:{rest}") if rest.strip() else {}
+    budgets = settings.pop("n", [8])
+    settings.pop("kind", None)
+    if len(budgets) != 1:
+        raise ConfigError(f"--strategy {spec!r}: the recommended preset takes one n_max")
+    try:
+        config = recommended_adaptive(budgets[0], **settings)
+    except ValueError as exc:  # a fixed setting overridden, or an invalid value
+        raise ConfigError(f"--strategy {spec!r}: {exc}") from None
+    return config.model_dump(mode="json")

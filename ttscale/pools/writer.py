@@ -16,6 +16,7 @@ which may pick answers the tool never graded as a final answer, is graded by one
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import re
@@ -47,7 +48,7 @@ class PoolImport:
     """What to import, and how."""
 
     source: str
-    """A local path, ``file://`` or ``s3://`` URI of the pool's JSONL."""
+    """A local path, ``file://`` or ``s3://`` URI of the pool's JSONL (gzipped or not)."""
     format: str
     ledger: str
     run_id: str | None = None
@@ -272,12 +273,23 @@ def _merged_answer_items(parsed: ParsedPool) -> int:
     return merged
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def read_pool(source: str) -> bytes:
+    """The pool's JSONL bytes; gzip (``.gz``, or gzip's magic bytes under any name) is unpacked,
+    so a pool and its gzipped copy import as the same run."""
     store, key = open_object(source)
     try:
-        return store.read_bytes(key)
+        data = store.read_bytes(key)
     except StorageNotFoundError:
         raise InputError(f"no pool at {source}") from None
+    if data.startswith(GZIP_MAGIC) or source.endswith(".gz"):
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError) as exc:  # BadGzipFile is an OSError; a cut file is EOFError
+            raise InputError(f"{source} is not a readable gzip file: {exc}") from None
+    return data
 
 
 def import_pool(request: PoolImport) -> ImportSummary:

@@ -51,6 +51,7 @@ from ttscale.reports.model import (
     TokenTotals,
 )
 from ttscale.reports.thinking import ThinkingAxesRow
+from ttscale.strategies.defaults import recommended_kind
 
 __all__ = ["ReportSettings", "build_report"]
 
@@ -109,6 +110,7 @@ def build_report(data: ReportData, settings: ReportSettings | None = None) -> Re
         input_errors=data.input_errors,
         errored_units=data.errored_units,
         thinking_axes=[ThinkingAxesRow.model_validate(row) for row in data.thinking_axes],
+        recommended_default=recommended_kind(run.request),
     )
 
 

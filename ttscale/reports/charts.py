@@ -13,7 +13,7 @@ import numpy as np
 from ttscale.analysis.curves import CurvePoint
 from ttscale.analysis.recommend import Recommendation
 from ttscale.analysis.saturation import strategy_unit
-from ttscale.reports.model import SliceReport
+from ttscale.reports.model import SliceReport, strategy_label
 from ttscale.reports.svg import PALETTE, Highlight, Series, line_chart
 from ttscale.reports.tables import pct
 
@@ -69,10 +69,17 @@ def recommendation_highlight(
     )
 
 
-def cost_chart(s: SliceReport, strategies: list[str]) -> str:
-    """One slice: a line per strategy, the Pareto frontier dashed, recommendations ringed."""
+def cost_chart(
+    s: SliceReport, strategies: list[str], recommended_default: str | None = None
+) -> str:
+    """One slice: a line per strategy, the Pareto frontier dashed, recommendations ringed; the
+    recommended adaptive default's line is named so in the legend."""
     series = [
-        curve_series(strategy, [p for p in s.curves if p.strategy == strategy], PALETTE[i % 8])
+        curve_series(
+            strategy_label(strategy, recommended_default),
+            [p for p in s.curves if p.strategy == strategy],
+            PALETTE[i % 8],
+        )
         for i, strategy in enumerate(strategies)
     ]
     lookup = {(p.strategy, p.budget): p for p in s.curves}

@@ -11,7 +11,7 @@ from html import escape
 
 from ttscale.reports.charts import budget_chart, cost_chart
 from ttscale.reports.headline import headline_text, slice_headlines
-from ttscale.reports.model import Report, SliceReport
+from ttscale.reports.model import Report, SliceReport, strategy_label
 from ttscale.reports.svg import PALETTE, share_bars
 from ttscale.reports.tables import (
     FRONTIER_HEADER,
@@ -88,9 +88,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _slice_section(index: int, s: SliceReport, limit: float) -> str:
+def _slice_section(
+    index: int, s: SliceReport, limit: float, recommended_default: str | None = None
+) -> str:
     strategies = sorted({p.strategy for p in s.curves})
-    charts = [cost_chart(s, strategies)]
+    charts = [cost_chart(s, strategies, recommended_default)]
     charts += [
         budget_chart(s, strategy, PALETTE[k % len(PALETTE)])
         for k, strategy in enumerate(strategies)
@@ -256,7 +258,7 @@ def render_html(report: Report) -> str:
         ],
         [
             [
-                _e(r.strategy),
+                _e(strategy_label(r.strategy, report.recommended_default)),
                 str(r.budget),
                 str(r.items),
                 pct(r.accuracy),
@@ -305,7 +307,7 @@ def render_html(report: Report) -> str:
         _thinking_axes_section(report),
         '<p><label>Slice: <select id="slice-select">' + "".join(options) + "</select></label></p>",
         *(
-            _slice_section(k, s, report.settings.extrapolation_limit)
+            _slice_section(k, s, report.settings.extrapolation_limit, report.recommended_default)
             for k, s in enumerate(report.slices)
         ),
     ]

@@ -6,7 +6,13 @@ import html
 import json
 
 from ttscale.reports.headline import headline_text, slice_headlines
-from ttscale.reports.model import InverseScalingFinding, Report, SliceReport, SummaryRow
+from ttscale.reports.model import (
+    InverseScalingFinding,
+    Report,
+    SliceReport,
+    SummaryRow,
+    strategy_label,
+)
 from ttscale.reports.tables import (
     FRONTIER_HEADER,
     SATURATION_HEADER,
@@ -41,7 +47,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _summary_table(rows: list[SummaryRow]) -> list[str]:
+def _summary_table(rows: list[SummaryRow], recommended_default: str | None = None) -> list[str]:
     return _table(
         [
             "strategy",
@@ -55,7 +61,7 @@ def _summary_table(rows: list[SummaryRow]) -> list[str]:
         ],
         [
             [
-                md_text(r.strategy),
+                md_text(strategy_label(r.strategy, recommended_default)),
                 str(r.budget),
                 str(r.items),
                 pct(r.accuracy),
@@ -207,7 +213,7 @@ def render_markdown(report: Report) -> str:
         "",
         "## Per strategy × budget (all slices)",
         "",
-        *_summary_table(report.summary),
+        *_summary_table(report.summary, report.recommended_default),
         "",
     ]
     if report.thinking_axes:

@@ -200,6 +200,13 @@ class Report(BaseModel):
     slices: list[SliceReport] = []
     input_errors: int = 0
     errored_units: int = 0
+    recommended_default: str | None = None
+    """The strategy the run ran as the recommended adaptive default preset, if it did."""
     thinking_axes: list[ThinkingAxesRow] = []
     """Samples × thinking tokens per sample, per slice, of units that probed their thinking."""
     """Units whose strategy failed (stop_reason 'error'): excluded from every curve and summary."""
+
+
+def strategy_label(strategy: str, recommended_default: str | None) -> str:
+    """``strategy``, marked when it is the run's recommended adaptive default."""
+    return f"{strategy} (recommended default)" if strategy == recommended_default else strategy

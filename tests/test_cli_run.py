@@ -64,6 +64,25 @@ def test_bad_request_exits_2(tmp_path: Path) -> None:
     assert_one_line_error(result, 2, "unknown kind 'nope'")
     result = ttscale("run", "--input", str(DEMO), "--strategy", "esc:window=0", cwd=tmp_path)
     assert_one_line_error(result, 2, "strategies.esc.window")
+    # An imported pool's stored scores exist only in replay: refused before any generation.
+    config = tmp_path / "req.yaml"
+    out = tmp_path / "out"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "input_uri": str(DEMO),
+                "output_uri": f"file://{out}",
+                "ledger_path": str(out / "ledger.sqlite"),
+                "engine": {"kind": "scripted"},
+            }
+        )
+    )
+    result = ttscale(
+        "run", "--config", str(config), "--strategy", "best_of_n:n=2,scorer.kind=stored",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_one_line_error(result, 2, "scorer 'stored'")
+    assert not out.exists()
 
 
 def test_missing_and_empty_input_exit_3(tmp_path: Path) -> None:

@@ -24,9 +24,23 @@ def preflight(request: BatchRequest) -> LoadedBatch:
 
     check_credentials(request.input_uri, request.output_uri)
     batch = load_batch(request.input_uri)
+    check_scorers(request)
     check_engine(request.engine)
     check_ledger_path(request.ledger_path)
     return batch
+
+
+def check_scorers(request: BatchRequest) -> None:
+    """A live run cannot score with ``stored`` (an imported pool's scores, replay only): refuse it
+    here, before any generation, rather than at the first sample scored."""
+    for config in request.strategies.configs():
+        scorer = getattr(config, "scorer", None)
+        if scorer is not None and scorer.kind == "stored":
+            raise ConfigError(
+                f"strategy {config.kind}: scorer 'stored' reads the scores stored with an imported "
+                "pool and works only with `ttscale replay`; choose mean_logprob, self_certainty "
+                "or reward_model for a run"
+            )
 
 
 def check_engine(engine: EngineConfig) -> None:

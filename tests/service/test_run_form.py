@@ -213,7 +213,12 @@ def test_run_form_shows_choices_with_defaults_and_submits_a_run(
         # Turning a strategy on shows its fields filled, a scorer choice included.
         form.choose("Best-of-N", "Best-of-N")
         browser.wait_for(f"({FIELD})('Scorer') !== null", 10)
-        assert form.tabs("Scorer") == {"Mean token probability": True, "Reward model server": False}
+        assert form.tabs("Scorer") == {
+            "Mean token probability": True,
+            "Reward model server": False,
+            "Self-certainty": False,
+            "Stored scores (replay)": False,  # offered by the shared union; preflight refuses it
+        }
         if SCREENSHOTS:  # TTSCALE_SCREENSHOTS=docs refreshes the README's pictures
             browser.screenshot(Path(SCREENSHOTS) / "run-form-best-of-n.png")
         form.choose("Best-of-N", "Off")

@@ -176,3 +176,27 @@ def test_the_report_states_the_sweep_saving(tmp_path: Path) -> None:
     markdown, html = render_markdown(report), render_html(report)
     assert f"- sweep saving: {line}: {ratio}" in markdown
     assert line in html and ratio in html
+
+
+def test_the_ingest_counts_what_every_part_line_generated_superseded_attempts_included(
+    tmp_path: Path,
+) -> None:
+    # The "generated:" line of `ttscale run`: every line of every part counts, so a unit written
+    # twice (a zombie worker's copy) counts twice, although the ledger keeps it once.
+    records, produced = _sweep(SampleCache())
+    lines = [*records, records[0]]
+    calls = sum(len(r["calls"]) for r in lines)
+    cached = sum(bool(c.get("cached")) for r in lines for c in r["calls"])
+    again = sum(
+        c["completion_tokens"] if c.get("generated_tokens") is None else c["generated_tokens"]
+        for c in records[0]["calls"]
+    )
+    with _ingest(tmp_path, lines) as ledger:
+        assert ledger.generation_totals == {
+            "calls": calls,
+            "calls_cached": cached,
+            "tokens_generated": produced + again,
+        }
+        assert 0 < cached < calls and again > 0
+        _, rows = ledger.query("SELECT tokens_generated FROM runs")
+        assert rows == [(produced,)]

@@ -37,6 +37,8 @@ from ttscale.ledger.figures import encode_rows, figure_rows, insert_sql
 from ttscale.ledger.lake import connect_lake, parse_ledger, retry_lake
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import (
+    GENERATION_TOTAL_NAMES,
+    GENERATION_TOTALS_SQL,
     INGEST_CHECK_SQL,
     INGEST_CHOOSE_SQL,
     INGEST_CLEANUP_SQL,
@@ -70,6 +72,9 @@ class Ledger:
         self.spec = parse_ledger(ledger)
         self.uri = self.spec.uri
         self.con = connect_lake(self.spec, read_only=read_only)
+        self.generation_totals: dict[str, int] = dict.fromkeys(GENERATION_TOTAL_NAMES, 0)
+        """What the last ingest's part lines say the engine generated (every attempt counted):
+        ``calls``, ``calls_cached`` (served from the sample cache), ``tokens_generated``."""
         if not read_only:
             try:
                 retry_lake(self.migrate)()
@@ -224,6 +229,7 @@ class Ledger:
         questions: Sequence[Question] = (),
         bad_rows: Sequence[BadRow] = (),
     ) -> tuple[int, int]:
+        self.generation_totals = dict.fromkeys(GENERATION_TOTAL_NAMES, 0)
         with tempfile.TemporaryDirectory(prefix=tempfiles.prefix("ingest")) as tmp_dir:
             tmp = Path(tmp_dir)
             # Stage everything first (reading the parts may be slow), then one short transaction.
@@ -277,6 +283,8 @@ class Ledger:
         """Inside the ingest's transaction: add the staged units; returns (units, calls) added
         and the runs the staged units belong to."""
         self.con.execute(INGEST_CHOOSE_SQL[0], [str(units_path)])
+        totals = self.con.execute(GENERATION_TOTALS_SQL).fetchone() or (0, 0, 0)
+        self.generation_totals = dict(zip(GENERATION_TOTAL_NAMES, map(int, totals), strict=True))
         for statement in INGEST_CHOOSE_SQL[1:]:
             self.con.execute(statement)
         bad = self.con.execute(INGEST_CHECK_SQL).fetchone()

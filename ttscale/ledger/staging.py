@@ -61,6 +61,18 @@ _CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
 # DuckLake has no PRIMARY KEY or UNIQUE: a unit's key is kept unique here, by deleting what this
 # ingest replaces and inserting only units the ledger does not hold (an anti-join), in one
 # transaction, so running it again changes nothing.
+# What the staged part lines say the engine generated, every line counted (every attempt,
+# superseded ones included, which the ledger's call rows drop): calls, calls served from the
+# sample cache, and tokens generated (``records.generated_tokens``: older calls count all of
+# theirs). Read from ``ingest_units`` inside the ingest, so the parts are parsed once, by DuckDB.
+GENERATION_TOTALS_SQL = """SELECT
+    coalesce(sum(len(calls)), 0),
+    coalesce(sum(len(list_filter(calls, lambda c: coalesce(c.cached, false)))), 0),
+    coalesce(sum(list_sum(list_transform(
+        calls, lambda c: coalesce(c.generated_tokens, c.completion_tokens)))), 0)
+FROM ingest_units"""
+GENERATION_TOTAL_NAMES = ("calls", "calls_cached", "tokens_generated")
+
 INGEST_CHOOSE_SQL: tuple[str, ...] = (
     f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
     SELECT source, unnest(unit)

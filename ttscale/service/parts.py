@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from ttscale.records import UnitKey, UnitResult
 from ttscale.service.layout import ShardLayout
@@ -67,20 +67,3 @@ def read_parts(store: ObjectStore, shard: ShardLayout) -> list[tuple[str, list[U
 def settled_units(store: ObjectStore, shard: ShardLayout) -> set[UnitKey]:
     """The units of a shard that need no new attempt (``UnitResult.settled``)."""
     return {r.key for _, results in read_parts(store, shard) for r in results if r.settled}
-
-
-def generation_totals(store: ObjectStore, shards: Iterable[ShardLayout]) -> dict[str, int]:
-    """What the engine generated for the shards' recorded calls, every attempt included.
-
-    ``tokens_generated`` counts each generation once (``CallRecord.generated_tokens``); calls
-    served from the sample cache count in ``calls_cached`` and generated nothing. Units' own
-    tokens (attributed, as the ledger sums them) are unchanged by the cache.
-    """
-    calls = cached = tokens = 0
-    for shard in shards:
-        for _, results in read_parts(store, shard):
-            for result in results:
-                calls += len(result.calls)
-                cached += sum(call.cached for call in result.calls)
-                tokens += result.generated_tokens
-    return {"calls": calls, "calls_cached": cached, "tokens_generated": tokens}

@@ -24,7 +24,7 @@ from ttscale.runner import ProgressFn, run_shard_units
 from ttscale.schemas import BadRow, Question
 from ttscale.service.context import RunContext
 from ttscale.service.layout import ShardLayout
-from ttscale.service.parts import PartWriter, generation_totals, part_objects, read_parts
+from ttscale.service.parts import PartWriter, part_objects, read_parts
 from ttscale.storage import ObjectStore
 from ttscale.strategies.sample_cache import SampleCache
 
@@ -72,7 +72,7 @@ class IngestSummary:
     ledger_path: str
     totals: dict[str, Any] = field(default_factory=dict)
     generated: dict[str, int] = field(default_factory=dict)
-    """``parts.generation_totals``: what the engine generated, read from the parts, every
+    """``Ledger.generation_totals``: what the engine generated, as the parts' lines say, every
     attempt included (the ledger's ``runs.tokens_generated`` counts the calls it keeps)."""
 
 
@@ -307,7 +307,7 @@ def ingest(ctx: RunContext, plan: BatchPlan, flow_run_id: str | None = None) -> 
         calls,
         ledger.spec.display,
         dict(zip(names, rows[0], strict=True)),
-        generation_totals(store, plan.shards),
+        ledger.generation_totals,
     )
 
 

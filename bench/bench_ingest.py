@@ -204,6 +204,24 @@ def columns_of(con: duckdb.DuckDBPyConnection, table: str) -> str:
     return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in rows) + "}"
 
 
+def bench_request(tmp: Path) -> BatchRequest:
+    """The request whose plan ``write_run`` lays out under ``tmp``: its strategies are ``UNITS``."""
+    return BatchRequest.model_validate(
+        {
+            "input_uri": str(tmp / "in.jsonl"),
+            "output_uri": f"file://{tmp / 'out'}",
+            "ledger_path": str(tmp / "ledger.sqlite"),
+            "engine": {"kind": "scripted"},
+            "strategies": [
+                {"kind": "majority", "n": [1, 4, 8]},
+                {"kind": "budget_forcing", "budgets_tokens": [512, 2048]},
+            ],
+            "shard_size": SHARD_SIZE,
+            "run_id": "bench",
+        }
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=50_000)
@@ -223,20 +241,7 @@ def main() -> None:
             f"{n_calls:,} calls in {n_parts:,} part objects ({part_bytes / 2**20:,.0f} MiB JSONL) "
             f"in {time.perf_counter() - started:.1f} s; cpus {os.cpu_count()}"
         )
-        request = BatchRequest.model_validate(
-            {
-                "input_uri": str(tmp / "in.jsonl"),
-                "output_uri": f"file://{tmp / 'out'}",
-                "ledger_path": str(tmp / "ledger.sqlite"),
-                "engine": {"kind": "scripted"},
-                "strategies": [
-                    {"kind": "majority", "n": [1, 4, 8]},
-                    {"kind": "budget_forcing", "budgets_tokens": [512, 2048]},
-                ],
-                "shard_size": SHARD_SIZE,
-                "run_id": "bench",
-            }
-        )
+        request = bench_request(tmp)
 
         started = time.perf_counter()
         summary = ingest(resolve_run(request), plan)

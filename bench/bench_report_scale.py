@@ -27,11 +27,10 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_ingest import SHARD_SIZE, UNITS, columns_of, peak_rss_mib, write_run
+from bench_ingest import UNITS, bench_request, columns_of, peak_rss_mib, write_run
 
 from ttscale.ledger import Ledger
 from ttscale.ledger.lake import connect_lake
-from ttscale.schemas import BatchRequest
 from ttscale.service import ingest, publish_report, resolve_run
 
 CALLS_PER_ITEM = sum(calls for _, _, calls in UNITS)
@@ -69,20 +68,7 @@ def main() -> None:
             f"objects in {time.perf_counter() - started:.0f} s; cpus {os.cpu_count()}",
             flush=True,
         )
-        request = BatchRequest.model_validate(
-            {
-                "input_uri": str(tmp / "in.jsonl"),
-                "output_uri": f"file://{tmp / 'out'}",
-                "ledger_path": str(tmp / "ledger.sqlite"),
-                "engine": {"kind": "scripted"},
-                "strategies": [
-                    {"kind": "majority", "n": [1, 4, 8]},
-                    {"kind": "budget_forcing", "budgets_tokens": [512, 2048]},
-                ],
-                "shard_size": SHARD_SIZE,
-                "run_id": "bench",
-            }
-        )
+        request = bench_request(tmp)
         ctx = resolve_run(request)
 
         started = time.perf_counter()

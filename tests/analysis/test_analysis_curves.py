@@ -88,3 +88,53 @@ def test_frontier_and_rules_on_a_known_curve() -> None:
     choice = replicate_marginal_gain_choices(accuracy[None], cost[None], candidates, tau=5.0)
     assert choice.tolist() == [2]
     assert int(utility_choice(accuracy, cost, candidates, lambda_per_1k=50.0)) == 1
+
+
+def _paired_slice(items: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correctness and tokens of 4 correlated configs, one with missing outcomes."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random(items)
+    correct = (difficulty[:, None] < [0.3, 0.45, 0.5, 0.9]).astype(float)
+    correct = np.where(rng.random((items, 4)) < 0.05, 1 - correct, correct)
+    tokens = rng.gamma(3, 100, size=(items, 1)) * [1, 2, 4, 8] + rng.normal(0, 20, (items, 4))
+    correct[rng.random(items) < 0.2, 2] = np.nan
+    return correct, tokens, ~np.isnan(correct)
+
+
+def test_normal_approximation_matches_the_exact_bootstrap_on_a_large_slice() -> None:
+    correct, tokens, present = _paired_slice(30_000, seed=11)
+    exact = cluster_bootstrap_means([correct, tokens], present, 2000, 4, exact_max_items=10**9)
+    approx = cluster_bootstrap_means([correct, tokens], present, 2000, 4, exact_max_items=1_000)
+    for e, a in zip(exact, approx, strict=True):
+        e_low, e_high = percentile_interval(e)
+        a_low, a_high = percentile_interval(a)
+        width = e_high - e_low
+        # Both are Monte Carlo over 2000 replicates: bounds agree to a small share of the width.
+        np.testing.assert_allclose(a_low, e_low, atol=0.08 * width.max())
+        np.testing.assert_allclose(a_high, e_high, atol=0.08 * width.max())
+    # Paired: the spread of a difference between configs is the exact bootstrap's, which is far
+    # narrower than that of independent columns (configs 0 and 1 share most items' outcomes).
+    e_diff = np.std(exact[0][:, 1] - exact[0][:, 0])
+    a_diff = np.std(approx[0][:, 1] - approx[0][:, 0])
+    assert a_diff == pytest.approx(e_diff, rel=0.1)
+    unpaired = np.hypot(np.std(exact[0][:, 0]), np.std(exact[0][:, 1]))
+    assert a_diff < 0.8 * unpaired
+    # Token and accuracy replicates move together as in the exact bootstrap.
+    e_corr = np.corrcoef(exact[0][:, 3], exact[1][:, 3])[0, 1]
+    a_corr = np.corrcoef(approx[0][:, 3], approx[1][:, 3])[0, 1]
+    assert a_corr == pytest.approx(e_corr, abs=0.1)
+
+
+def test_normal_approximation_keeps_the_exact_bootstraps_edges() -> None:
+    items = 5_000
+    correct = np.ones((items, 3))
+    correct[::2, 1] = 0.0
+    correct[:, 2] = np.nan  # a config no item has
+    present = ~np.isnan(correct)
+    (reps,) = cluster_bootstrap_means([correct], present, 500, seed=1, exact_max_items=100)
+    assert (reps[:, 0] == 1.0).all()  # an always-right config stays exactly right
+    assert ((reps[:, 1] >= 0) & (reps[:, 1] <= 1)).all()
+    assert reps[:, 1].mean() == pytest.approx(0.5, abs=0.005)
+    assert np.isnan(reps[:, 2]).all()
+    (again,) = cluster_bootstrap_means([correct], present, 500, seed=1, exact_max_items=100)
+    np.testing.assert_array_equal(reps, again)

@@ -89,3 +89,19 @@ def test_planted_decline_is_flagged_and_the_recommendation_stops_before_it(tmp_p
             assert recommendation.budget <= limits[recommendation.strategy]
             for share in recommendation.distribution:
                 assert share.budget <= limits[share.strategy]
+
+
+@pytest.mark.parametrize("decline", [0.0, 0.004, 0.01, 0.03])
+def test_normal_limit_of_the_trend_test_agrees_with_the_permutations(decline: float) -> None:
+    # 4,000 items, 3 budgets: from no decline to a clear one. Both p-values are of the same
+    # permutation null; the resampled one is within ~±0.02 of it (2000 resamples).
+    rng = np.random.default_rng(int(decline * 1000))
+    items = 4_000
+    tokens = np.sort(rng.gamma(3, 300, size=(items, 3)), axis=1)
+    difficulty = rng.random(items)[:, None]
+    correct = (rng.random((items, 3)) < difficulty - decline * np.arange(3)).astype(float)
+    exact = trend_decline_p(tokens, correct, 2000, seed=2, exact_max_items=10**9)
+    normal = trend_decline_p(tokens, correct, 2000, seed=2, exact_max_items=100)
+    assert normal == pytest.approx(exact, abs=0.025 + 0.1 * exact)
+    if decline == 0.03:
+        assert normal < 0.01

@@ -15,7 +15,7 @@ import pytest
 from ttscale.engines.config import ScriptedEngineConfig
 from ttscale.engines.scripted import ScriptedEngine
 from ttscale.errors import LedgerError
-from ttscale.ledger import Ledger
+from ttscale.ledger import Ledger, staging
 from ttscale.ledger import ledger as ledger_module
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import RunRow
@@ -397,3 +397,53 @@ def test_a_successful_retry_supersedes_the_errored_attempt(tmp_path: Path) -> No
         ledger.ingest_units([("part-2", [dict(errored[0]) | {"budget": 7}])])
         _, rows = ledger.query("SELECT stop_reason, calls FROM item_decisions WHERE budget = 7")
         assert rows == [("error", 1)]
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 10**9])
+def test_an_ingest_in_batches_chooses_as_one_scan_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_bytes: int
+) -> None:
+    """Every part its own batch (1 byte) or all in one: the same units, calls and totals."""
+    monkeypatch.setattr(staging, "INGEST_BATCH_BYTES", batch_bytes)
+    records = _records()
+    zombie = [dict(r) | {"final_answer": "zombie"} for r in records[:4]]
+    errored = dict(records[5]) | {"stop_reason": "error", "error": "EngineError: gone", "calls": []}
+    # Records as another writer may lay them out: indented, a blank line, no final newline.
+    loose = b"\n".join(b"  " + json.dumps(r).encode() for r in records[8:10])
+    loose += b"\n\n" + json.dumps(records[10]).encode() + b"\n" + json.dumps(records[11]).encode()
+    parts: list[tuple[str, Any]] = [
+        ("part-d", _jsonl(zombie)),  # a zombie's later copy, given first: part-a's must win
+        ("part-a", _jsonl([errored, *records[:5]])),  # an errored attempt, healed by part-b
+        ("part-b", records[5:8]),
+        ("part-c", loose),
+        ("part-e", b"\n  \n"),  # nothing in it
+    ]
+    with Ledger(tmp_path / "ledger.duckdb") as ledger:
+        added = ledger.ingest_run(_run(), QUESTIONS, [], parts)
+        calls = sum(len(r["calls"]) for r in records)
+        assert added == (len(records), calls)
+        _, rows = ledger.query(
+            "SELECT count(*) FILTER (WHERE final_answer = 'zombie'), "
+            "count(*) FILTER (WHERE stop_reason = 'error'), count(*) FROM item_decisions"
+        )
+        assert rows == [(0, 0, len(records))]
+        _, rows = ledger.query("SELECT count(*), sum(completion_tokens) FROM generation_calls")
+        assert rows == [(calls, sum(c["completion_tokens"] for r in records for c in r["calls"]))]
+        # Every line of every part was generated once, the zombie's copies included.
+        assert ledger.generation_totals["calls"] == calls + sum(len(r["calls"]) for r in zombie)
+        assert ledger.ingest_run(_run(), QUESTIONS, [], parts) == (0, 0)
+
+
+def test_tag_records_adds_the_part_to_each_record_without_splitting_lines() -> None:
+    records = _records()[:3]
+    tagged = staging.tag_records('shard "7"/part-1', _jsonl(records))  # as PartWriter writes
+    lines = tagged.splitlines()
+    assert len(lines) == 3 and tagged.endswith(b"\n")
+    for line, record in zip(lines, records, strict=True):
+        parsed = json.loads(line)
+        assert parsed.pop(staging.SOURCE_MEMBER) == 'shard "7"/part-1'
+        assert parsed == json.loads(json.dumps(record))
+    # A line that is not an object is left alone, so DuckDB's error points at it.
+    assert staging.tag_records("p", b'{"a": 1}\n[1]\n') == (
+        b'{"' + staging.SOURCE_MEMBER.encode() + b'":"p","a": 1}\n[1]\n'
+    )

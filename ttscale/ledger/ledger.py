@@ -39,21 +39,24 @@ from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import (
     GENERATION_TOTAL_NAMES,
     GENERATION_TOTALS_SQL,
+    INGEST_ADDED_SQL,
+    INGEST_ADDED_TRACK_SQL,
     INGEST_CHECK_SQL,
     INGEST_CHOOSE_SQL,
     INGEST_CLEANUP_SQL,
     INGEST_COUNTS_SQL,
     INGEST_INSERT_SQL,
     INGEST_LOCK_SQL,
+    INGEST_REHEALED_SQL,
     INPUT_ERRORS_SQL,
     ITEMS_SQL,
     RUN_SQL,
     RUN_TOKENS_SQL,
     Part,
     RunRow,
+    stage_parts,
     write_bad_rows,
     write_items,
-    write_units,
 )
 from ttscale.schemas import BadRow, Question
 
@@ -233,8 +236,8 @@ class Ledger:
         with tempfile.TemporaryDirectory(prefix=tempfiles.prefix("ingest")) as tmp_dir:
             tmp = Path(tmp_dir)
             # Stage everything first (reading the parts may be slow), then one short transaction.
-            units_path, items_path, bad_path = tmp / "units.jsonl", tmp / "items.jsonl", tmp / "bad"
-            units = write_units(units_path, parts)
+            items_path, bad_path = tmp / "items.jsonl", tmp / "bad"
+            batches = stage_parts(tmp, parts)
             if questions:
                 write_items(items_path, questions)
             if bad_rows:
@@ -248,7 +251,7 @@ class Ledger:
                     run,
                     (items_path if questions else None),
                     (bad_path if bad_rows else None),
-                    (units_path if units else None),
+                    batches,
                 )
             finally:
                 self.con.execute("RESET preserve_insertion_order")
@@ -259,7 +262,7 @@ class Ledger:
         run: RunRow | None,
         items_path: Path | None,
         bad_path: Path | None,
-        units_path: Path | None,
+        batches: Sequence[Path],
     ) -> tuple[int, int]:
         """The ingest's one transaction over staged files; whole, so a retry may run it again."""
         with self._transaction("ingest"):
@@ -271,21 +274,30 @@ class Ledger:
             if bad_path is not None:
                 self.con.execute(INPUT_ERRORS_SQL, [run_id, str(bad_path)])
             runs = {run_id} if run_id is not None else set()
-            added = (0, 0)
-            if units_path is not None:
-                added, unit_runs = self._ingest_units_file(units_path)
-                runs |= unit_runs
+            units = calls = 0
+            self.generation_totals = dict.fromkeys(GENERATION_TOTAL_NAMES, 0)
+            self.con.execute(INGEST_ADDED_SQL)
+            for batch in batches:
+                (batch_units, batch_calls), batch_runs = self._ingest_batch(batch)
+                units, calls = units + batch_units, calls + batch_calls
+                runs |= batch_runs
+            self.con.execute("DROP TABLE IF EXISTS ingest_added")
             if runs:
                 self.con.execute(RUN_TOKENS_SQL, [sorted(runs)])
-            return added
+            return units, calls
 
-    def _ingest_units_file(self, units_path: Path) -> tuple[tuple[int, int], set[str]]:
-        """Inside the ingest's transaction: add the staged units; returns (units, calls) added
-        and the runs the staged units belong to."""
-        self.con.execute(INGEST_CHOOSE_SQL[0], [str(units_path)])
+    def _ingest_batch(self, batch: Path) -> tuple[tuple[int, int], set[str]]:
+        """Inside the ingest's transaction: add a batch's units; returns (units, calls) added and
+        the runs the batch's units belong to. A unit that an earlier batch of the same ingest
+        added is in the ledger by then (the transaction sees its own writes), so it is not added
+        twice, and an errored one is healed as from an earlier ingest."""
+        self.con.execute(INGEST_CHOOSE_SQL[0], [str(batch)])
         totals = self.con.execute(GENERATION_TOTALS_SQL).fetchone() or (0, 0, 0)
-        self.generation_totals = dict(zip(GENERATION_TOTAL_NAMES, map(int, totals), strict=True))
-        for statement in INGEST_CHOOSE_SQL[1:]:
+        for name, value in zip(GENERATION_TOTAL_NAMES, totals, strict=True):
+            self.generation_totals[name] += int(value)
+        self.con.execute(INGEST_CHOOSE_SQL[1])
+        replaced = self.con.execute(INGEST_REHEALED_SQL).fetchone() or (0, 0)
+        for statement in INGEST_CHOOSE_SQL[2:]:
             self.con.execute(statement)
         bad = self.con.execute(INGEST_CHECK_SQL).fetchone()
         if bad and bad[0]:
@@ -295,6 +307,7 @@ class Ledger:
             )
         for statement in INGEST_INSERT_SQL:
             self.con.execute(statement)
+        self.con.execute(INGEST_ADDED_TRACK_SQL)
         row = self.con.execute(INGEST_COUNTS_SQL).fetchone()
         assert row is not None
         runs = {
@@ -302,7 +315,7 @@ class Ledger:
         }
         for statement in INGEST_CLEANUP_SQL:
             self.con.execute(statement)
-        return (int(row[0]), int(row[1])), runs
+        return (int(row[0]) - int(replaced[0]), int(row[1]) - int(replaced[1])), runs
 
     def query(
         self, sql: str, params: Sequence[Any] | None = None

@@ -1,15 +1,19 @@
-"""How an ingest is staged: the NDJSON files a run's records are copied into, and the SQL
-that reads them in one scan each. ``Ledger`` runs these inside one transaction.
+"""How an ingest is staged: the NDJSON files DuckDB reads a run's records from, and the SQL
+that reads them. ``Ledger`` runs these inside one transaction.
 
-The records are not parsed or re-encoded row by row in Python: every part's JSONL lines are
-copied, each wrapped with its part's name, into one temporary NDJSON file that DuckDB reads in a
-single ``read_json`` scan; items and bad rows likewise (one small NDJSON file each).
+The records are never parsed or re-encoded in Python: each part's JSONL bytes are copied into a
+batch file with the part's key added as the first member of each record (one ``bytes.replace``
+per part, ``tag_records``), and DuckDB reads a batch file in one ``read_json`` scan (one file, not
+one per part: DuckDB pays per file). Parts are taken in batches of about ``INGEST_BATCH_BYTES``,
+so memory stays bounded however big the run. Items and bad rows go through one small NDJSON file
+each.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +23,10 @@ from ttscale.schemas import BadRow, Question
 
 Part = tuple[str, bytes | Sequence[dict[str, Any]]]
 """A shard part ``(source, content)``: its object key and its JSONL bytes or parsed records."""
+SOURCE_MEMBER = "_ttscale_part"
+"""The member ``stage_parts`` adds to each staged record: the key of the part it came from."""
+INGEST_BATCH_BYTES = 256 * 2**20
+"""How much part JSONL one ingest step reads at a time (DuckDB holds a batch's units in memory)."""
 
 _KEY = ("run_id", "item_id", "strategy", "budget")
 # The fields of one call in a unit record's ``calls``, as generation_calls stores them.
@@ -50,14 +58,14 @@ def _columns(fields: dict[str, str]) -> str:
     return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in fields.items()) + "}"
 
 
-_UNIT_STRUCT = _struct(UNIT_FIELDS | {"calls": _struct(CALL_FIELDS) + "[]"})
+_UNIT_FIELDS = UNIT_FIELDS | {"calls": _struct(CALL_FIELDS) + "[]"}
 _KEY_COLS = ", ".join(_KEY)
 _KEY_MATCH = " AND ".join(f"d.{k} = u.{k}" for k in _KEY)
 _CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
 
-# Each statement runs on its own, in order, inside the ingest's transaction; ? is the NDJSON file
-# of wrapped unit records, one {"source": <part key>, "unit": <record>} a line. The records are
-# staged once, nested as written; only the chosen units' row ids are copied after that.
+# Each statement runs on its own, in order, inside the ingest's transaction, once per batch of
+# parts; the ? of the first is the batch's file (``stage_parts``). The records are staged once, nested as written; only the chosen units' row ids are
+# copied after that.
 # DuckLake has no PRIMARY KEY or UNIQUE: a unit's key is kept unique here, by deleting what this
 # ingest replaces and inserting only units the ledger does not hold (an anti-join), in one
 # transaction, so running it again changes nothing.
@@ -75,9 +83,9 @@ GENERATION_TOTAL_NAMES = ("calls", "calls_cached", "tokens_generated")
 
 INGEST_CHOOSE_SQL: tuple[str, ...] = (
     f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
-    SELECT source, unnest(unit)
+    SELECT * RENAME ({SOURCE_MEMBER} AS source)
     FROM read_json(?, format='newline_delimited',
-                   columns={_columns({"source": "VARCHAR", "unit": _UNIT_STRUCT})})""",
+                   columns={_columns({SOURCE_MEMBER: "VARCHAR"} | _UNIT_FIELDS)})""",
     # A unit the ledger holds as errored is replaced when a retry of it succeeded: the ledger's
     # decision is the unit's outcome (the errored attempt stays in its part object).
     f"""CREATE OR REPLACE TEMP TABLE ingest_healed AS
@@ -115,6 +123,15 @@ INGEST_INSERT_SQL: tuple[str, ...] = (
     FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)""",
 )
 INGEST_COUNTS_SQL = """SELECT count(*), coalesce(sum(len(calls)), 0)
+    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)"""
+# Batched, a unit an earlier batch added errored may be healed by a later one: it is then added
+# once, not twice. ``ingest_added`` holds the keys this ingest added; REHEALED counts what a batch
+# is about to replace of them (before the deletes), ADDED_TRACK records the batch's additions.
+INGEST_ADDED_SQL = f"""CREATE OR REPLACE TEMP TABLE ingest_added AS
+    SELECT {_KEY_COLS} FROM item_decisions WHERE false"""
+INGEST_REHEALED_SQL = f"""SELECT count(*), coalesce(sum(d.calls), 0) FROM ingest_healed h
+    JOIN ingest_added a USING ({_KEY_COLS}) JOIN item_decisions d USING ({_KEY_COLS})"""
+INGEST_ADDED_TRACK_SQL = f"""INSERT INTO ingest_added SELECT {_KEY_COLS}
     FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)"""
 INGEST_CLEANUP_SQL = (
     "DROP TABLE IF EXISTS ingest_units",
@@ -170,23 +187,94 @@ FROM (SELECT run_id, sum(completion_tokens) AS attributed,
 WHERE runs.run_id = t.run_id"""
 
 
-def write_units(path: Path, parts: Iterable[Part]) -> int:
-    """Write every part's unit records as one NDJSON file of ``{"source", "unit"}`` lines.
+_RECORD_START = re.compile(rb"^[ \t\r]*(?=\S)(?!\{)|^[ \t\r]+\{", re.MULTILINE)
+"""A line whose record does not start with ``{`` in its first column (``tag_records`` splits it)."""
 
-    JSONL bytes are copied line by line, never parsed; parsed records are encoded once each.
-    Returns how many records were written.
+
+def tag_records(source: str, content: bytes) -> bytes:
+    """``content``'s JSONL records, each with ``source`` as its first member, newline-terminated.
+
+    Records that start a line with ``{`` (as ``PartWriter`` writes them) are tagged by a single
+    replace of the opening brace, not line by line; a part with any other line is split. A line
+    that is not a JSON object is left as it is, so DuckDB's error names it.
     """
-    written = 0
-    with path.open("wb") as out:
-        for source, content in parts:
-            head = b'{"source":' + json.dumps(source).encode() + b',"unit":'
-            if isinstance(content, bytes):
-                lines = [line for line in content.splitlines() if line.strip()]
-            else:
-                lines = [json.dumps(r, ensure_ascii=False).encode() for r in content]
-            out.write(b"".join(head + line + b"}\n" for line in lines))
-            written += len(lines)
-    return written
+    tag = b'{"' + SOURCE_MEMBER.encode() + b'":' + json.dumps(source).encode() + b","
+    if _RECORD_START.search(content):
+        lines = [line.strip() for line in content.splitlines()]
+        return b"".join(
+            (tag + line[1:] if line.startswith(b"{") else line) + b"\n" for line in lines if line
+        )
+    tagged = content.replace(b"\n{", b"\n" + tag)
+    if tagged.startswith(b"{"):
+        tagged = tag + tagged[1:]
+    return tagged if tagged.endswith(b"\n") else tagged + b"\n"
+
+
+def _encoded(parts: Iterable[Part]) -> Iterator[tuple[str, bytes]]:
+    """Each part with a record, as ``(key, JSONL bytes)``; records are encoded once each."""
+    for source, content in parts:
+        if not isinstance(content, bytes):
+            content = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in content)
+        if content.strip():
+            yield source, content
+
+
+def _write_batches(
+    tmp: Path, name: str, chunks: Iterable[tuple[str, bytes]], limit: int
+) -> tuple[list[Path], list[tuple[str, int, int, int]]]:
+    """``chunks`` written in order to files of about ``limit`` bytes; returns the files and, per
+    chunk, ``(key, file index, offset, length)``."""
+    files: list[Path] = []
+    index: list[tuple[str, int, int, int]] = []
+    out = None
+    size = 0
+    try:
+        for source, data in chunks:
+            if out is None:
+                files.append(tmp / f"{name}-{len(files):05d}.jsonl")
+                out, size = files[-1].open("wb"), 0
+            index.append((source, len(files) - 1, size, len(data)))
+            out.write(data)
+            size += len(data)
+            if size >= limit:
+                out.close()
+                out = None
+    finally:
+        if out is not None:
+            out.close()
+    return files, index
+
+
+def stage_parts(tmp: Path, parts: Iterable[Part], batch_bytes: int | None = None) -> list[Path]:
+    """The parts' tagged records (``tag_records``) in NDJSON files of about ``batch_bytes``, in
+    part key order.
+
+    Sorted by key, a batched ingest chooses as one scan of everything would: of two copies of a
+    unit, the one in the part first by name (``INGEST_CHOOSE_SQL``). A run's parts arrive in key
+    order and are written once, as they come; parts given out of order are copied once more, in
+    order, from the files they were first written to (memory stays bounded either way).
+    """
+    limit = INGEST_BATCH_BYTES if batch_bytes is None else batch_bytes
+    tagged = ((source, tag_records(source, content)) for source, content in _encoded(parts))
+    files, index = _write_batches(tmp, "arrived", tagged, limit)
+    keys = [entry[0] for entry in index]
+    if keys == sorted(keys):
+        return files
+    handles = [file.open("rb") for file in files]
+
+    def in_key_order() -> Iterator[tuple[str, bytes]]:
+        for source, at, offset, length in sorted(index, key=lambda entry: entry[0]):
+            handles[at].seek(offset)
+            yield source, handles[at].read(length)
+
+    try:
+        ordered, _ = _write_batches(tmp, "ordered", in_key_order(), limit)
+    finally:
+        for handle in handles:
+            handle.close()
+    for file in files:
+        file.unlink()
+    return ordered
 
 
 def _write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:

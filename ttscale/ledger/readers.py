@@ -70,14 +70,15 @@ def sample_pool_rows(
     return rows
 
 
-def item_outcome_columns(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, np.ndarray]:
-    """One row per answered decision of ``run_id``, as numpy columns ordered by slice.
+def item_outcome_columns(con: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
+    """One row per answered decision of the run whose spend ``read_report_data`` staged, as numpy
+    columns ordered by slice.
 
     Columns: dataset, language, strategy, budget, item_id, item_index and config_index (dense
     per slice), correct, completion_tokens, prompt_tokens, thinking_tokens.
     ``analysis.curves.slices_from_columns`` turns them into per-slice matrices.
     """
-    return dict(con.execute(q.ITEM_OUTCOMES, [run_id]).fetchnumpy())
+    return dict(con.execute(q.ITEM_OUTCOMES).fetchnumpy())
 
 
 def read_report_data(
@@ -91,10 +92,9 @@ def read_report_data(
     run_row = con.execute(q.RUN_METADATA, [run_id]).fetchone()
     if run_row is None:
         raise ConfigError(f"run {run_id!r} is not in the ledger")
-    tokens, seconds = _one(con, q.MEASURED_THROUGHPUT, run_id)
-    calls, prompt, completion, thinking, discarded = _one(con, q.CALL_TOTALS, run_id)
-    scoring_calls, scoring_tokens = _one(con, q.SCORING_TOTALS, run_id)
-    (generated,) = _one(con, q.GENERATED_TOKENS, run_id)
+    totals = _one(con, q.CALL_TOTALS, run_id)
+    calls, prompt, completion, thinking, discarded = totals[:5]
+    tokens, seconds, scoring_calls, scoring_tokens, generated = totals[5:]
     (input_errors,) = _one(con, q.INPUT_ERROR_COUNT, run_id)
     (errored_units,) = _one(con, q.ERRORED_UNITS, run_id)
     candidates = []
@@ -103,11 +103,18 @@ def read_report_data(
             q.DECLINE_CANDIDATES, {"run_id": run_id, "per_pair": decline_examples}
         ).fetchall()
         candidates = [DeclineCandidate(*row) for row in rows]
+    con.execute(q.CREATE_DECISION_SPEND, [run_id])
+    try:
+        item_outcomes = item_outcome_columns(con)
+        summary = _rows(con, q.SUMMARY_BY_STRATEGY_BUDGET)
+        slice_summary = _rows(con, q.SUMMARY_BY_SLICE)
+    finally:
+        con.execute(q.DROP_DECISION_SPEND)
     return ReportData(
         run=dict(zip(_RUN_COLUMNS, run_row, strict=True)),
-        item_outcomes=item_outcome_columns(con, run_id),
-        summary=_rows(con, q.SUMMARY_BY_STRATEGY_BUDGET, run_id),
-        slice_summary=_rows(con, q.SUMMARY_BY_SLICE, run_id),
+        item_outcomes=item_outcomes,
+        summary=summary,
+        slice_summary=slice_summary,
         stop_reasons=[tuple(row) for row in con.execute(q.STOP_REASONS, [run_id]).fetchall()],
         call_totals=(calls, prompt, completion, thinking, discarded),
         scoring_totals=(int(scoring_calls), int(scoring_tokens)),
@@ -142,7 +149,7 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, run_id: str) -> tuple[Any, ..
     return tuple(row)
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, run_id: str) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, [run_id])
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, *params: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, list(params))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -34,6 +34,12 @@ WHERE d.run_id = ? AND d.stop_reason <> 'error'
 
 ERRORED_UNITS = "SELECT count(*) FROM item_decisions WHERE run_id = ? AND stop_reason = 'error'"
 
+# Three of the report's queries read the decisions with their spend: the spend of every unit is
+# summed once per report, into a temporary table (the connection's own, so a read-only one can).
+DECISION_SPEND_TABLE = "report_decision_spend"
+CREATE_DECISION_SPEND = f"CREATE OR REPLACE TEMP TABLE {DECISION_SPEND_TABLE} AS {_DECISION_SPEND}"
+DROP_DECISION_SPEND = f"DROP TABLE IF EXISTS {DECISION_SPEND_TABLE}"
+
 # The per-group summary both the all-slices and the per-slice tables report.
 _SUMMARY_COLUMNS = """
        count(*)                      AS items,
@@ -48,7 +54,7 @@ _SUMMARY_COLUMNS = """
        sum(discarded_calls)          AS discarded_calls"""
 
 SUMMARY_BY_STRATEGY_BUDGET = f"""
-WITH ds AS ({_DECISION_SPEND})
+WITH ds AS (FROM {DECISION_SPEND_TABLE})
 SELECT strategy, budget,{_SUMMARY_COLUMNS}
 FROM ds
 GROUP BY strategy, budget
@@ -56,7 +62,7 @@ ORDER BY strategy, budget
 """
 
 SUMMARY_BY_SLICE = f"""
-WITH ds AS ({_DECISION_SPEND})
+WITH ds AS (FROM {DECISION_SPEND_TABLE})
 SELECT dataset, language, strategy, budget,{_SUMMARY_COLUMNS}
 FROM ds
 GROUP BY dataset, language, strategy, budget
@@ -74,7 +80,7 @@ ORDER BY strategy, budget, decisions DESC, stop_reason
 # One row per decision with dense indices, so numpy can scatter it into item × config matrices:
 # item_index numbers the items of a (dataset, language) slice, config_index its (strategy, budget)s.
 ITEM_OUTCOMES = f"""
-WITH ds AS ({_DECISION_SPEND})
+WITH ds AS (FROM {DECISION_SPEND_TABLE})
 SELECT dataset, language, strategy, budget, item_id,
        dense_rank() OVER (PARTITION BY dataset, language ORDER BY item_id) - 1 AS item_index,
        dense_rank() OVER (PARTITION BY dataset, language ORDER BY strategy, budget) - 1
@@ -87,34 +93,24 @@ FROM ds
 ORDER BY dataset, language, item_index, config_index
 """
 
-# Per-stream decode throughput: tokens over summed generation-call latency. Concurrent batching makes the
-# real GPU throughput higher, so costs priced with it are an upper bound.
-MEASURED_THROUGHPUT = """
-SELECT sum(completion_tokens)::DOUBLE, sum(latency_s)
-FROM generation_calls
-WHERE run_id = ? AND phase <> 'score'
-"""
-
-# Scoring calls (phase 'score'): what a reward model read to score samples. Their tokens are
-# prompt tokens; they generate none, so the completion-token axis of every curve leaves them out.
-SCORING_TOTALS = """
-SELECT count(*), coalesce(sum(prompt_tokens), 0)
-FROM generation_calls
-WHERE run_id = ? AND phase = 'score'
-"""
-
-# Tokens the engine generated: each generation is accounted on exactly one call (the sample
-# cache's ``generated_tokens``), not necessarily an uncached one, so the sum runs over every
-# call; calls from before the cache (NULL) generated all of their completion tokens.
-GENERATED_TOKENS = """
-SELECT coalesce(sum(coalesce(generated_tokens, completion_tokens)), 0)
-FROM generation_calls
-WHERE run_id = ?
-"""
-
+# Every total of the run's calls, in one scan:
+# - all calls: count, prompt, completion and thinking tokens, discarded (not used) calls;
+# - per-stream decode throughput: completion tokens over summed latency of generation calls (not
+#   'score'). Concurrent batching makes the real GPU throughput higher, so costs priced with it
+#   are an upper bound;
+# - scoring calls (phase 'score'): what a reward model read to score samples. Their tokens are
+#   prompt tokens; they generate none, so the completion-token axis of every curve leaves them out;
+# - tokens the engine generated: each generation is accounted on exactly one call (the sample
+#   cache's ``generated_tokens``), not necessarily an uncached one, so the sum runs over every
+#   call; calls from before the cache (NULL) generated all of their completion tokens.
 CALL_TOTALS = """
 SELECT count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),
-       coalesce(sum(thinking_tokens), 0), count(*) FILTER (WHERE NOT used)
+       coalesce(sum(thinking_tokens), 0), count(*) FILTER (WHERE NOT used),
+       sum(completion_tokens) FILTER (WHERE phase <> 'score')::DOUBLE,
+       sum(latency_s) FILTER (WHERE phase <> 'score'),
+       count(*) FILTER (WHERE phase = 'score'),
+       coalesce(sum(prompt_tokens) FILTER (WHERE phase = 'score'), 0),
+       coalesce(sum(coalesce(generated_tokens, completion_tokens)), 0)
 FROM generation_calls
 WHERE run_id = ?
 """

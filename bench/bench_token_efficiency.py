@@ -310,7 +310,8 @@ def print_splits(
         )
         ratios.append(reference[1] / tok)
         points.append(100 * (acc - reference[0]))
-    print(f"match-majority preset over {splits} random splits: {min(ratios):.2f}-"
+    met = sum(r >= GOAL_RATIO and p >= GOAL_POINTS for r, p in zip(ratios, points, strict=True))
+    print(f"match-majority preset over {splits} random splits (goal met in {met}): {min(ratios):.2f}-"
           f"{max(ratios):.2f}x (mean {statistics.mean(ratios):.2f}x), {min(points):+.1f} to "
           f"{max(points):+.1f} points (mean {statistics.mean(points):+.1f})")  # fmt: skip
 

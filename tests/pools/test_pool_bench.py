@@ -69,3 +69,7 @@ def test_bench_replays_an_imported_gzipped_pool(tmp_path: Path) -> None:
     assert "scorer: stored" in result.stdout
     assert any(line.startswith("best_of_n ") for line in result.stdout.splitlines())
     assert any(line.startswith("recommended default ") for line in result.stdout.splitlines())
+    # Side by side at the end: majority@N and both presets, each judged against the goal.
+    tail = result.stdout.split("side by side", 1)[1].splitlines()
+    assert [line.split()[0] for line in tail[1:4]] == ["majority@4", "recommended", "recommended"]
+    assert all(" the goal " in line for line in tail[2:4])

@@ -118,3 +118,35 @@ def test_replay_reads_the_calibration_run(tmp_path: Path, scripted_ledger: Any) 
         app, ["replay", "r1", "--ledger", lake, "--strategy", json.dumps(missing)]
     )
     assert refused.exit_code == 2 and "calibration run 'r0'" in refused.output
+
+
+def test_replay_hands_a_match_majority_gate_the_labelled_samples(
+    tmp_path: Path, scripted_ledger: Any
+) -> None:
+    """``ttscale replay`` reads the calibration run's labelled samples: as if given by hand."""
+    from typer.testing import CliRunner
+
+    from ttscale.cli import app
+    from ttscale.ledger.calibration import calibration_items
+
+    lake = str(scripted_ledger(tmp_path / "l.sqlite"))  # run r1: majority@8 on 4 items
+    items = [i.model_dump() for i in calibration_items(lake, "r1", "mean_logprob")]
+    assert len(items) == 4 and all(len(i["scores"]) == 8 for i in items)
+    named = {"kind": "verifier_gate", "n": [4, 8], "calibrate": "match_majority"}
+    named |= {"calibration_run": "r1"}
+    given = named | {"calibration_items": items}
+    outputs = [
+        CliRunner().invoke(
+            app, ["replay", "r1", "--ledger", lake, "--strategy", json.dumps(c), "--format", "json"]
+        )
+        for c in (named, given)
+    ]
+    assert [o.exit_code for o in outputs] == [0, 0], outputs[0].output
+    rows = json.loads(outputs[0].stdout)
+    assert [r["budget"] for r in rows] == [4, 8] and outputs[0].stdout == outputs[1].stdout
+    # The run stored no reward-model scores: refused up front, naming the run and the sample.
+    stored = named | {"scorer": {"kind": "stored"}}
+    refused = CliRunner().invoke(
+        app, ["replay", "r1", "--ledger", lake, "--strategy", json.dumps(stored)]
+    )
+    assert refused.exit_code == 2 and "calibration run 'r1': sample 0 of item" in refused.output

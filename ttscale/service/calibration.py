@@ -1,4 +1,5 @@
-"""Fill in the scores of the calibration runs that a request's strategies name."""
+"""Fill in what the calibration runs that a request's strategies name hand them: scores, or
+labelled samples for a verifier gate with ``calibrate="match_majority"``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from ttscale.schemas import BatchRequest
 
 
 def with_calibration(request: BatchRequest) -> BatchRequest:
-    """``request`` with each strategy that names a ``calibration_run`` but holds no
-    ``calibration_scores`` given that run's scores, read from the request's ledger.
+    """``request`` with each strategy that names a ``calibration_run`` but holds nothing from it
+    yet given what that run hands it (``ledger.calibration.calibrated``), read from the
+    request's ledger.
 
     The request is returned unchanged (and nothing is read) when no strategy names one.
     """

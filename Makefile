@@ -42,9 +42,14 @@ demo: $(STAMP)
 	@$(BIN)/ttscale models prepare
 	@$(BIN)/python -m ttscale.demo
 
+# Two test files run at a time (CI has 2 cores; most tests wait on servers and subprocesses), so every
+# service-test deadline is doubled unless TTSCALE_TEST_TIME_SCALE says otherwise.
+# PYTEST_WORKERS=0 runs them one by one in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ttscale models prepare
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS); \
+	TTSCALE_TEST_TIME_SCALE=$${TTSCALE_TEST_TIME_SCALE:-2} $(BIN)/python -m pytest -q -p no:cacheprovider \
+	  -n $(PYTEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected: nothing ran (pytest exit 5)" >&2; fi; exit $$rc
 
 test-fast: $(STAMP)

@@ -184,7 +184,8 @@ def execute(request: Any) -> dict[str, Any]:
 STRATEGY_HELP = (
     "A strategy as KIND:key=value,... (repeatable), e.g. majority:n=1,2,4,8 or "
     "adaptive_consistency:n_max=16,threshold=0.95. Kinds: " + ", ".join(kind_names()) + "; "
-    "or recommended[:n_max=N] (the recommended adaptive default, README)."
+    "or recommended[:n_max=N] (the recommended adaptive default, README; with a reward model and "
+    "a labelled earlier run: recommended:calibration_run=RUN,scorer.kind=KIND,...)."
 )
 
 

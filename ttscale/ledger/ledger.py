@@ -296,7 +296,10 @@ class Ledger:
         for name, value in zip(GENERATION_TOTAL_NAMES, totals, strict=True):
             self.generation_totals[name] += int(value)
         self.con.execute(INGEST_CHOOSE_SQL[1])
-        replaced = self.con.execute(INGEST_REHEALED_SQL).fetchone() or (0, 0)
+        replaced: tuple[Any, ...] = (0, 0)
+        healed = self.con.execute("SELECT count(*) FROM ingest_healed").fetchone()
+        if healed and healed[0]:  # rare: a retry's success; the join below reads the decisions
+            replaced = self.con.execute(INGEST_REHEALED_SQL).fetchone() or (0, 0)
         for statement in INGEST_CHOOSE_SQL[2:]:
             self.con.execute(statement)
         bad = self.con.execute(INGEST_CHECK_SQL).fetchone()

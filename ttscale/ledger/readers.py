@@ -125,7 +125,7 @@ def read_report_data(
         errored_units=int(errored_units),
         decline_candidates=candidates,
         decline_examples_per_pair=decline_examples,
-        thinking_axes=_rows(con, q.THINKING_AXES, run_id),
+        thinking_axes=_rows(con, q.THINKING_AXES, {"run_id": run_id}),
     )
 
 
@@ -149,7 +149,9 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, run_id: str) -> tuple[Any, ..
     return tuple(row)
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, *params: str) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, list(params))
+def _rows(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params or {})
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

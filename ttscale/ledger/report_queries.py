@@ -159,7 +159,11 @@ ORDER BY dataset, language, strategy, lower_budget, item_id
 # Units that probed their thinking (a call in phase 'probe'): samples × thinking tokens per
 # sample, per slice. Only the used samples count (Adaptive-Consistency discards a round's tail).
 THINKING_AXES = """
-WITH probed AS (
+WITH probed_units AS (  -- most runs have none: find them first from one column, then sum theirs
+    SELECT DISTINCT run_id, item_id, strategy, budget
+    FROM generation_calls
+    WHERE run_id = $run_id AND phase = 'probe'
+), probed AS (
     SELECT run_id, item_id, strategy, budget,
            count(DISTINCT sample_index) FILTER (WHERE used)          AS samples,
            coalesce(sum(thinking_tokens) FILTER (WHERE used), 0)     AS thinking_tokens,
@@ -167,9 +171,9 @@ WITH probed AS (
                                                                       AS probe_tokens,
            count(*) FILTER (WHERE used AND phase = 'probe')          AS probes
     FROM generation_calls
-    WHERE run_id = ?
+    SEMI JOIN probed_units USING (run_id, item_id, strategy, budget)
+    WHERE run_id = $run_id
     GROUP BY run_id, item_id, strategy, budget
-    HAVING count(*) FILTER (WHERE phase = 'probe') > 0
 )
 SELECT i.dataset, i.language, p.strategy, p.budget,
        count(*)                                                   AS items,

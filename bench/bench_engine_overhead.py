@@ -7,8 +7,11 @@ A shard's tokens are counted as the ledger counts a run's generated tokens
 (``records.generated_tokens`` of every call), so online DeepConf's aborted traces count with
 every token vLLM handed out before the abort, though they do not vote. DeepConf asks for top-k
 logprobs, which cost vLLM time of their own, so its row is divided by a raw run that asks for
-the same logprobs (its ratio to the plain raw run is printed beside it). Its group window
-defaults to a quarter of ``--max-tokens``: a trace shorter than the window is never aborted.
+the same logprobs (its ratio to the plain raw run is printed beside it). Its settings default
+to ones that make it stream and abort at this scale: a group window of a quarter of
+``--max-tokens`` (a trace shorter than the window is never aborted) and a bar at the median of
+the warm-up (keep 50 %; at keep 10 % a single warm-up trace votes, so it is unanimous at once
+and no trace is ever streamed).
 
     .venv/bin/python bench/bench_engine_overhead.py [--samples 8] [--max-tokens 128]
 """
@@ -149,6 +152,7 @@ async def main(args: argparse.Namespace) -> None:
         max_tokens=args.max_tokens,
         warmup=args.deepconf_warmup or max(1, args.samples // 2),
         window=args.deepconf_window or max(1, args.max_tokens // 4),
+        keep_percent=args.deepconf_keep_percent,
     )
 
     def spec(question_id: str, i: int, top_logprobs: int = 0) -> SamplingSpec:
@@ -182,7 +186,8 @@ async def main(args: argparse.Namespace) -> None:
         if strategy is deepconf:
             line += (
                 f"{tokens.aborted} of them in {tokens.aborted_calls} of {tokens.calls} traces "
-                f"aborted (window {deepconf.window}, warm-up {deepconf.warmup}); against raw "
+                f"aborted (window {deepconf.window}, warm-up {deepconf.warmup}, keep "
+                f"{deepconf.keep_percent:g} %); against raw "
                 f"with top-{top_logprobs} logprobs: {ratio_line(rate / raw_rates[top_logprobs])}; "
                 f"against plain raw: {rate / raw_rates[0]:.3f}"
             )
@@ -209,5 +214,8 @@ if __name__ == "__main__":
         type=int,
         default=0,
         help="DeepConf group window in tokens (0: max tokens / 4)",
+    )
+    parser.add_argument(
+        "--deepconf-keep-percent", type=float, default=50.0, help="DeepConf keep top η %%"
     )
     asyncio.run(main(parser.parse_args()))

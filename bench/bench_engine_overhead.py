@@ -48,7 +48,7 @@ TARGET = 0.95
 
 
 async def raw_generate_tokens(
-    engine: Any, prompts: Sequence[Sequence[int]], specs: Sequence[SamplingSpec]
+    engine: Any, prompts: Sequence[Sequence[int]], specs: Sequence[SamplingSpec], tag: str = "raw"
 ) -> int:
     """Completion tokens of ``prompts`` sent straight to ``AsyncLLM`` (no ttscale in the path).
 
@@ -67,7 +67,7 @@ async def raw_generate_tokens(
     async def one(index: int, prompt: Sequence[int], spec: SamplingSpec) -> int:
         params = _sampling_params(SamplingParams, RequestOutputKind, spec)
         final = None
-        request_id = f"raw-{engine._run_tag}-{spec.top_logprobs}-{index}"
+        request_id = f"{tag}-{engine._run_tag}-{spec.top_logprobs}-{index}"
         async for output in llm.generate(
             TokensPrompt(prompt_token_ids=list(prompt)), params, request_id
         ):
@@ -160,16 +160,22 @@ async def main(args: argparse.Namespace) -> None:
                             seed=derive_seed(args.seed, question_id, i, 0),
                             top_logprobs=top_logprobs)  # fmt: skip
 
+    async def raw_rates(when: str) -> dict[int, float]:
+        """Raw tok/s, plain and with DeepConf's top-k logprobs."""
+        rates: dict[int, float] = {}
+        for top_logprobs in (0, deepconf.top_logprobs):
+            specs = [spec(q.id, i, top_logprobs) for q in questions for i in range(args.samples)]
+            started = time.perf_counter()
+            tokens = await raw_generate_tokens(engine, raw_prompts, specs, tag=when.split()[0])
+            rates[top_logprobs] = tokens / (time.perf_counter() - started)
+            asked = f" with top-{top_logprobs} logprobs" if top_logprobs else ""
+            print(f"raw vLLM generate{asked} ({when}): {tokens} tokens, "
+                  f"{rates[top_logprobs]:.1f} tok/s")  # fmt: skip
+        return rates
+
     await raw_generate_tokens(engine, prompts[:2], [spec("warmup", 0)] * 2)  # warm up
     raw_prompts = [p for p in prompts for _ in range(args.samples)]
-    raw_rates: dict[int, float] = {}
-    for top_logprobs in (0, deepconf.top_logprobs):
-        raw_specs = [spec(q.id, i, top_logprobs) for q in questions for i in range(args.samples)]
-        started = time.perf_counter()
-        raw_tokens = await raw_generate_tokens(engine, raw_prompts, raw_specs)
-        raw_rates[top_logprobs] = raw_tokens / (time.perf_counter() - started)
-        asked = f" with top-{top_logprobs} logprobs" if top_logprobs else ""
-        print(f"raw vLLM generate{asked}: {raw_tokens} tokens, {raw_rates[top_logprobs]:.1f} tok/s")
+    before = await raw_rates("before the shards")
 
     strategies: dict[str, StrategyConfigBase] = {
         "majority": MajorityConfig(n=[args.samples], max_tokens=args.max_tokens),
@@ -178,8 +184,16 @@ async def main(args: argparse.Namespace) -> None:
         ),
         "deepconf": deepconf,
     }
-    for name, strategy in strategies.items():
-        tokens, seconds = await run_strategy(engine, profile, questions, strategy, args.seed)
+    measured = [
+        (name, *await run_strategy(engine, profile, questions, strategy, args.seed))
+        for name, strategy in strategies.items()
+    ]
+    # Raw again after the shards: on a shared machine the load drifts, so each row is divided
+    # by the mean of the raw rates that bracket it (both printed, so the drift shows).
+    after = await raw_rates("after the shards")
+    baseline = {k: (before[k] + after[k]) / 2 for k in before}
+    for name, tokens, seconds in measured:
+        strategy = strategies[name]
         rate = tokens.generated / seconds
         top_logprobs = deepconf.top_logprobs if strategy is deepconf else 0
         line = f"ttscale shard ({name}): {tokens.generated} tokens generated, {rate:.1f} tok/s, "
@@ -188,11 +202,11 @@ async def main(args: argparse.Namespace) -> None:
                 f"{tokens.aborted} of them in {tokens.aborted_calls} of {tokens.calls} traces "
                 f"aborted (window {deepconf.window}, warm-up {deepconf.warmup}, keep "
                 f"{deepconf.keep_percent:g} %); against raw "
-                f"with top-{top_logprobs} logprobs: {ratio_line(rate / raw_rates[top_logprobs])}; "
-                f"against plain raw: {rate / raw_rates[0]:.3f}"
+                f"with top-{top_logprobs} logprobs: {ratio_line(rate / baseline[top_logprobs])}; "
+                f"against plain raw: {rate / baseline[0]:.3f}"
             )
         else:
-            line += ratio_line(rate / raw_rates[0])
+            line += ratio_line(rate / baseline[0])
         print(line)
     await engine.close()
 

@@ -13,19 +13,23 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.artifacts import artifact_key
 from ttscale.reports.compare_render import render_comparison_markdown
-from ttscale.service.compare import DEFAULT_LEDGER, compare_runs, latest_runs
+from ttscale.schemas import LEDGER_FROM_ENV, resolve_ledger
+from ttscale.service.compare import compare_runs, latest_runs
 
 
 @flow(name="ttscale-compare", log_prints=True)
 def ttscale_compare(
     run_ids: list[str] | None = None,
-    ledger_path: str = DEFAULT_LEDGER,
+    # As BatchRequest's: the form shows it, and the run's own pod resolves it to the lake
+    # its batches write ($TTSCALE_LEDGER), not the deploying process's environment.
+    ledger_path: str = LEDGER_FROM_ENV,
     output_uri: str | None = None,
     latest: int = 2,
 ) -> dict[str, Any]:
     """Compare ``run_ids`` (default: the ``latest`` runs of the ledger, oldest first) and publish
     the comparison; returns its id, the runs and where its renderings are."""
     logger = get_run_logger()
+    ledger_path = resolve_ledger(ledger_path)
     runs = list(run_ids or latest_runs(ledger_path, latest))
     published = compare_runs(runs, ledger_path, output_uri)
     comparison = published.comparison

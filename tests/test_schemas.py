@@ -12,13 +12,15 @@ from pydantic import ValidationError
 
 from flows.batch import ttscale_batch
 from ttscale.engines.config import TEST_ENGINES_ENV, VLLMEngineConfig
-from ttscale.schemas import BatchRequest
+from ttscale.schemas import EMBEDDED_LEDGER, LEDGER_ENV, BatchRequest
 from ttscale.strategies.config import (
     BestOfNConfig,
     BudgetForcingConfig,
     MajorityConfig,
     RewardModelScorerConfig,
+    StoredScorerConfig,
 )
+from ttscale.strategies.scorers import SCORERS
 from ttscale.strategies.strategy_set import StrategySet
 
 LIST_FORM: list[dict[str, Any]] = [
@@ -111,6 +113,67 @@ def test_scripted_engine_is_left_out_unless_tests_opt_in(
     with_tests = parameter_schema(ttscale_batch).model_dump_for_openapi()
     assert with_tests["definitions"]["ScriptedEngineConfig"]["title"] == "Scripted (tests only)"
     assert _server_accepts(with_tests, request)
+
+
+def test_the_form_offers_every_scorer_a_live_run_can_use_and_not_stored(
+    schema: dict[str, Any],
+) -> None:
+    """``stored`` reads an imported pool's scores: preflight refuses it in a live run (exit 2),
+    so the form must not offer it, while replay (which validates in Python) still takes it."""
+    definitions = schema["definitions"]
+    scorer_fields = [prop for name, prop in _properties(schema) if name.endswith(".scorer")]
+    assert len(scorer_fields) >= 4  # best-of-N, weighted vote, OptScale, verifier gate
+    live_kinds = set(SCORERS) - {"stored"}
+    for prop in scorer_fields:
+        refs = [ref["$ref"].rsplit("/", 1)[1] for ref in prop["anyOf"]]
+        offered = {definitions[ref]["properties"]["kind"]["const"] for ref in refs}
+        assert offered == live_kinds
+    assert not [node for node in _walk(schema) if node.get("const") == "stored"]
+    assert StoredScorerConfig.model_config["title"] not in str(schema)
+
+    request = {
+        "input_uri": "in.jsonl",
+        "strategies": {"best_of_n": {"kind": "best_of_n", "scorer": {"kind": "stored"}}},
+    }
+    assert not _server_accepts(schema, request)
+    best_of_n = BatchRequest.model_validate(request).strategies.best_of_n
+    assert best_of_n is not None and isinstance(best_of_n.scorer, StoredScorerConfig)
+
+
+def test_the_form_shows_which_ledger_a_run_writes_to(
+    schema: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form's Ledger field starts filled with a default naming $TTSCALE_LEDGER and the
+    embedded ledger; sent as the form sends it, it resolves in the run's own process."""
+    field = schema["definitions"]["BatchRequest"]["properties"]["ledger_path"]
+    shown = field["default"]
+    assert f"${{{LEDGER_ENV}" in shown and EMBEDDED_LEDGER in shown
+    sent = {"input_uri": "in.jsonl", "ledger_path": shown}
+    assert _server_accepts(schema, sent)
+
+    service = "ducklake:postgres:dbname=ttscale_ledger host=pg data_path=s3://b/lake/"
+    monkeypatch.setenv(LEDGER_ENV, service)
+    assert BatchRequest.model_validate(sent).ledger_path == service
+    assert BatchRequest(input_uri="in.jsonl").ledger_path == service
+    # Resolved once: a request handed on (to shards) keeps the lake it resolved to.
+    resolved = BatchRequest.model_validate(sent)
+    monkeypatch.setenv(LEDGER_ENV, "elsewhere.sqlite")
+    assert BatchRequest.model_validate(resolved.model_dump()).ledger_path == service
+    assert BatchRequest.model_validate({**sent, "ledger_path": "$TTSCALE_LEDGER"}).ledger_path == (
+        "elsewhere.sqlite"
+    )
+
+    monkeypatch.delenv(LEDGER_ENV)
+    assert BatchRequest.model_validate(sent).ledger_path == EMBEDDED_LEDGER
+    fallback = "${TTSCALE_LEDGER:-/data/ledger.sqlite}"
+    assert BatchRequest.model_validate({**sent, "ledger_path": fallback}).ledger_path == (
+        "/data/ledger.sqlite"
+    )
+    # Any other value is a ledger as given, a `$` inside it included.
+    given = "ducklake:sqlite:/d/$TTSCALE_LEDGER.sqlite"
+    assert BatchRequest.model_validate({**sent, "ledger_path": given}).ledger_path == given
+    with pytest.raises(ValidationError, match=r"ledger_path\n.*TTSCALE_LEDGER is not set"):
+        BatchRequest.model_validate({**sent, "ledger_path": "${TTSCALE_LEDGER}"})
 
 
 def test_list_form_equals_per_kind_form(schema: dict[str, Any]) -> None:

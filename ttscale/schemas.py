@@ -151,12 +151,36 @@ class ReportOptions(BaseModel):
 
 RUN_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 LEDGER_ENV = "TTSCALE_LEDGER"
+EMBEDDED_LEDGER = "ttscale-out/ledger.sqlite"
+LEDGER_FROM_ENV = f"${{{LEDGER_ENV}:-{EMBEDDED_LEDGER}}}"
+"""``BatchRequest.ledger_path``'s default as the run form shows it, in shell notation:
+``$TTSCALE_LEDGER``, else the embedded ledger. It is resolved where the request is validated,
+i.e. in the flow run's own process, so each pod's ``$TTSCALE_LEDGER`` decides, not the
+environment of whatever process registered the deployment."""
+
+# Only the ledger variable is expanded: a request from the UI must not read any other variable.
+_LEDGER_REFERENCE = re.compile(
+    rf"\$(?:{LEDGER_ENV}|\{{{LEDGER_ENV}(?::-(?P<fallback>.*))?\}})", re.DOTALL
+)
 
 
 def default_ledger() -> str:
     """The ledger when none is given: ``$TTSCALE_LEDGER`` (the service sets it, so every pod
     and every request uses one shared lake), else the embedded ``ttscale-out/ledger.sqlite``."""
-    return os.environ.get(LEDGER_ENV) or "ttscale-out/ledger.sqlite"
+    return os.environ.get(LEDGER_ENV) or EMBEDDED_LEDGER
+
+
+def resolve_ledger(setting: str) -> str:
+    """``setting`` itself, unless it is a reference to ``$TTSCALE_LEDGER`` (``$TTSCALE_LEDGER``,
+    ``${TTSCALE_LEDGER}`` or ``${TTSCALE_LEDGER:-FALLBACK}``, as the run form's default is):
+    then the variable's value, else the fallback. Unset with no fallback is an error."""
+    reference = _LEDGER_REFERENCE.fullmatch(setting.strip())
+    if reference is None:
+        return setting
+    value = os.environ.get(LEDGER_ENV) or reference["fallback"]
+    if not value:
+        raise ValueError(f"ledger {setting!r}: ${LEDGER_ENV} is not set here and names no fallback")
+    return value
 
 
 class BatchRequest(BaseModel):
@@ -182,11 +206,13 @@ class BatchRequest(BaseModel):
         description="Where shard results, the errors object and reports are written.",
     )
     ledger_path: str = Field(
-        default_factory=default_ledger,
+        LEDGER_FROM_ENV,
+        validate_default=True,
         title="Ledger",
         description="The ledger lake: a local path (SQLite catalog, data in PATH.files/), "
-        "ducklake:sqlite:PATH or ducklake:postgres:CONNINFO data_path=s3://… "
-        "(default: $TTSCALE_LEDGER, else ttscale-out/ledger.sqlite)",
+        "ducklake:sqlite:PATH or ducklake:postgres:CONNINFO data_path=s3://…. The default "
+        f"reads as in a shell: the service's ${LEDGER_ENV} where the run starts, "
+        f"else {EMBEDDED_LEDGER}.",
     )
     run_id: (
         Annotated[str, _tab("string", "Given", pattern=RUN_ID_PATTERN)]
@@ -241,6 +267,12 @@ class BatchRequest(BaseModel):
         description="Prices, τ, λ and the evidence a recommendation needs. Unset: no money "
         "columns, default cutoffs. They do not change the run id.",
     )
+
+    @field_validator("ledger_path")
+    @classmethod
+    def _resolved_ledger(cls, value: str) -> str:
+        # Resolved once, here: shards and the ledger's record of the run get the actual lake.
+        return resolve_ledger(value)
 
     @field_validator("run_id")
     @classmethod

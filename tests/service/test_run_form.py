@@ -25,6 +25,7 @@ from ledger_helpers import open_ledger
 from service_helpers import scaled, stop, wait_until, write_questions
 
 from ttscale.engines.config import TEST_ENGINES_ENV
+from ttscale.schemas import LEDGER_FROM_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = os.environ.get("TTSCALE_SCREENSHOTS")
@@ -210,6 +211,8 @@ def test_run_form_shows_choices_with_defaults_and_submits_a_run(
         }
         assert form.values("Model")[0] == "embedded:smollm2-135m"
         assert form.values("KV cache (GiB)") == ["4"]
+        # Where the run's ledger is, resolved where it runs: the service's, else the embedded one.
+        assert form.values("Ledger") == [LEDGER_FROM_ENV]
         # Turning a strategy on shows its fields filled, a scorer choice included.
         form.choose("Best-of-N", "Best-of-N")
         browser.wait_for(f"({FIELD})('Scorer') !== null", 10)
@@ -217,8 +220,7 @@ def test_run_form_shows_choices_with_defaults_and_submits_a_run(
             "Mean token probability": True,
             "Reward model server": False,
             "Self-certainty": False,
-            "Stored scores (replay)": False,  # offered by the shared union; preflight refuses it
-        }
+        }  # not "Stored scores (replay)": only replay can use it
         if SCREENSHOTS:  # TTSCALE_SCREENSHOTS=docs refreshes the README's pictures
             browser.screenshot(Path(SCREENSHOTS) / "run-form-best-of-n.png")
         form.choose("Best-of-N", "Off")

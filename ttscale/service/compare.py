@@ -21,8 +21,6 @@ from ttscale.reports.markdown import md_text
 from ttscale.storage import join_key, open_store
 
 DEFAULT_OUTPUT = "file://ttscale-out"
-DEFAULT_LEDGER = "ttscale-out/ledger.duckdb"
-"""The ledger a comparison reads unless told (as ``BatchRequest.ledger_path``)."""
 COMPARE_FOLDER = "compare"
 
 

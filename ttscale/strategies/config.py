@@ -16,9 +16,10 @@ imported from this module by name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 
 class StrategyConfigBase(BaseModel):
@@ -160,9 +161,12 @@ ScorerConfig = (
     MeanLogprobScorerConfig
     | RewardModelScorerConfig
     | SelfCertaintyScorerConfig
-    | StoredScorerConfig
+    # Replay only: a live run refuses it (preflight), so the run form must not offer it, and a
+    # Prefect server enforcing the deployment's schema refuses it; Python still validates it.
+    | Annotated[StoredScorerConfig, SkipJsonSchema()]
 )
-"""Any scorer's settings, told apart by ``kind`` (a plain union: see the module docstring)."""
+"""Any scorer's settings, told apart by ``kind`` (a plain union: see the module docstring).
+``stored`` is left out of JSON schemas (the run form): only ``ttscale replay`` can use it."""
 
 
 def scorer_field() -> Any:

@@ -219,6 +219,24 @@ def attach_script(setting: str | Path, *, read_only: bool = True) -> str:
     return "\n".join([*lines, attach_sql(spec, read_only=read_only) + ";", f"USE {LAKE};"])
 
 
+MEMORY_LIMIT_ENV = "TTSCALE_LEDGER_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "2GB"
+"""What DuckDB may hold in memory for one ledger connection before it spills to disk. DuckDB's
+own default is 80% of the machine's memory, which an ingest of millions of calls fills (7 GB
+at 10M calls); bounded, the same ingest spills a little and is no slower (bench_report_scale)."""
+
+
+def _memory_settings() -> dict[str, str]:
+    """DuckDB's memory limit (``$TTSCALE_LEDGER_MEMORY_LIMIT``, a DuckDB size such as 4GB) and
+    where it spills: this process's own folder in the system temporary directory, made only
+    when DuckDB spills (never the working directory, which pods keep clean)."""
+    from ttscale import tempfiles
+
+    limit = os.environ.get(MEMORY_LIMIT_ENV, "").strip() or DEFAULT_MEMORY_LIMIT
+    spill = Path(tempfile.gettempdir()) / f"{tempfiles.prefix('duckdb')}spill"
+    return {"memory_limit": limit, "temp_directory": str(spill)}
+
+
 def connect_lake(
     setting: str | Path | LakeSpec,
     *,
@@ -249,7 +267,12 @@ def connect_lake(
             ) from None
         if not read_only:
             _use_wal(catalog_file)
-    con = duckdb.connect(config=dict(config or {}))
+    try:
+        con = duckdb.connect(config=_memory_settings() | dict(config or {}))
+    except duckdb.Error as exc:  # the only setting a user gives here is the memory limit
+        raise LedgerError(
+            f"cannot open ledger {spec.display}: {MEMORY_LIMIT_ENV}: {_first_line(exc)}"
+        ) from None
     try:
         load_extensions(con, _extensions(spec))
         if spec.data_path and "://" in spec.data_path:

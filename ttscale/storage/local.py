@@ -33,10 +33,13 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Resolved once: resolving walks every component, and a run's ingest resolves a key per
+        # part object (tens of thousands).
+        self._resolved_root = root.resolve()
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        if not path.is_relative_to(self._resolved_root):
             raise ConfigError(f"key {key!r} escapes the store root {self.root}")
         return path
 
@@ -79,7 +82,7 @@ class LocalStore:
                 os.unlink(tmp)
 
     def list(self, prefix: str) -> list[str]:
-        base = self.root.resolve()
+        base = self._resolved_root
         start = self._path(prefix) if prefix else base
         # A prefix may end inside a name ('runs/r1/part-'), so walk its directory.
         walk_root = start if start.is_dir() else start.parent

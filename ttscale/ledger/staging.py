@@ -63,8 +63,8 @@ _KEY_MATCH = " AND ".join(f"d.{k} = u.{k}" for k in _KEY)
 _CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
 
 # Each statement runs on its own, in order, inside the ingest's transaction, once per batch of
-# parts; the ? of the first is the batch's file (``stage_parts``). The records are staged once, nested as written; only the chosen units' row ids are
-# copied after that.
+# parts; the ? of the first is the batch's file (``stage_parts``). The records are staged once,
+# nested as written; only the chosen units' row ids are copied after that.
 # DuckLake has no PRIMARY KEY or UNIQUE: a unit's key is kept unique here, by deleting what this
 # ingest replaces and inserting only units the ledger does not hold (an anti-join), in one
 # transaction, so running it again changes nothing.

@@ -6,14 +6,14 @@ from typing import Annotated
 
 import typer
 
-from ttscale.cli.app import DEFAULT_LEDGER, app, guarded
+from ttscale.cli.app import DEFAULT_LEDGER, LEDGER_HELP, app, guarded
 
 
 @app.command()
 @guarded
 def compare(
     run_ids: Annotated[list[str], typer.Argument(help="Two or more runs of the ledger.")],
-    ledger: Annotated[str, typer.Option(help="DuckDB ledger file.")] = DEFAULT_LEDGER,
+    ledger: Annotated[str, typer.Option(help=LEDGER_HELP)] = DEFAULT_LEDGER,
     output: Annotated[
         str | None,
         typer.Option(

@@ -196,11 +196,23 @@ def _required_reason(nodeid: str) -> str | None:
     return None
 
 
+_HEAVY_MARKERS = ("slow", "vllm", "required")
+"""A test file with one of these (or a real ``prefect_server``) runs a real engine, server,
+browser or database: slow to start and long to run."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         reason = _required_reason(item.nodeid)
         if reason is not None:
             item.add_marker(pytest.mark.required(reason=reason))
+    # The heavy files first, each still whole and in order: with two workers (make test), the
+    # long files start early and the short ones fill in at the end, instead of one worker
+    # running the last long file while the other waits.
+    heavy = {
+        item.path for item in items if any(item.get_closest_marker(name) for name in _HEAVY_MARKERS)
+    }
+    items.sort(key=lambda item: item.path not in heavy)
 
 
 def _skip_reason(longrepr: object) -> str:

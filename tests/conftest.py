@@ -210,7 +210,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # long files start early and the short ones fill in at the end, instead of one worker
     # running the last long file while the other waits.
     heavy = {
-        item.path for item in items if any(item.get_closest_marker(name) for name in _HEAVY_MARKERS)
+        item.path
+        for item in items
+        if any(item.get_closest_marker(name) for name in _HEAVY_MARKERS)
+        or "prefect_server" in getattr(item, "fixturenames", ())
     }
     items.sort(key=lambda item: item.path not in heavy)
 

@@ -10,6 +10,7 @@ import pytest
 from ttscale.errors import LedgerError
 from ttscale.ledger import Ledger
 from ttscale.ledger.lake import (
+    _creating_race,
     attach_script,
     connect_lake,
     extension_file,
@@ -88,3 +89,15 @@ def test_only_busy_and_conflict_errors_are_retried() -> None:
     assert is_transient(LedgerError("ingest failed: Transaction conflict on commit"))
     assert not is_transient(duckdb.CatalogException("Table with name x does not exist"))
     assert not is_transient(ValueError("database is locked"))
+
+
+def test_attaching_a_lake_another_process_is_creating_is_retried() -> None:
+    # What the loser of two processes creating one Postgres catalog at once was answered in CI.
+    race = duckdb.Error(
+        'Failed to initialize DuckLake: Failed to execute query "CREATE TABLE '
+        '"public"."ducklake_metadata"(...)": ERROR:  relation "ducklake_metadata" already exists'
+    )
+    assert _creating_race(race) and not is_transient(race)
+    assert _creating_race(duckdb.IOException("database is locked"))
+    # Outside a lake's creation, "already exists" is a real error, not a race.
+    assert not _creating_race(duckdb.CatalogException("Table with name x already exists"))

@@ -277,7 +277,8 @@ def connect_lake(
         load_extensions(con, _extensions(spec))
         if spec.data_path and "://" in spec.data_path:
             con.execute(_s3_secret_sql())
-        retry_lake(con.execute)(attach_sql(spec, read_only=read_only))
+        attach = retrying("ledger", _creating_race, before_sleep=_log_retry).wraps(con.execute)
+        attach(attach_sql(spec, read_only=read_only))
         con.execute(f"USE {LAKE}")
     except duckdb.Error as exc:
         con.close()
@@ -379,6 +380,18 @@ def is_transient(exc: BaseException) -> bool:
     """A write conflict or a busy catalog: the same work, tried again, may succeed."""
     text = str(exc).lower()
     return isinstance(exc, duckdb.Error | LedgerError) and any(t in text for t in _TRANSIENT)
+
+
+def _creating_race(exc: BaseException) -> bool:
+    """Attaching a lake another process is creating at this moment: on Postgres the loser's
+    CREATE TABLE answers "already exists" (or a duplicate key, above); attached again, it finds
+    the lake the winner created (DuckLake creates its catalog in one transaction)."""
+    text = str(exc).lower()
+    return is_transient(exc) or (
+        isinstance(exc, duckdb.Error)
+        and "failed to initialize ducklake" in text
+        and "already exists" in text
+    )
 
 
 def retry_lake(fn: Callable[..., T]) -> Callable[..., T]:

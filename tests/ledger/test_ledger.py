@@ -411,12 +411,18 @@ def test_an_ingest_in_batches_chooses_as_one_scan_does(
     # Records as another writer may lay them out: indented, a blank line, no final newline.
     loose = b"\n".join(b"  " + json.dumps(r).encode() for r in records[8:10])
     loose += b"\n\n" + json.dumps(records[10]).encode() + b"\n" + json.dumps(records[11]).encode()
+    # Parts as a local store gives them: files read in place, one whose name DuckDB would glob.
+    (tmp_path / "store").mkdir()
+    in_place, globbed = tmp_path / "store" / "part-b", tmp_path / "store" / "part-[c]*"
+    in_place.write_bytes(_jsonl(records[5:7]))
+    globbed.write_bytes(loose)
     parts: list[tuple[str, Any]] = [
         ("part-d", _jsonl(zombie)),  # a zombie's later copy, given first: part-a's must win
         ("part-a", _jsonl([errored, *records[:5]])),  # an errored attempt, healed by part-b
-        ("part-b", records[5:8]),
-        ("part-c", loose),
+        ("part-b", in_place),
+        ("part-c", globbed),
         ("part-e", b"\n  \n"),  # nothing in it
+        ("part-f", records[7:8]),  # records, not bytes
     ]
     with Ledger(tmp_path / "ledger.duckdb") as ledger:
         added = ledger.ingest_run(_run(), QUESTIONS, [], parts)
@@ -434,16 +440,79 @@ def test_an_ingest_in_batches_chooses_as_one_scan_does(
         assert ledger.ingest_run(_run(), QUESTIONS, [], parts) == (0, 0)
 
 
-def test_tag_records_adds_the_part_to_each_record_without_splitting_lines() -> None:
-    records = _records()[:3]
-    tagged = staging.tag_records('shard "7"/part-1', _jsonl(records))  # as PartWriter writes
-    lines = tagged.splitlines()
-    assert len(lines) == 3 and tagged.endswith(b"\n")
-    for line, record in zip(lines, records, strict=True):
-        parsed = json.loads(line)
-        assert parsed.pop(staging.SOURCE_MEMBER) == 'shard "7"/part-1'
-        assert parsed == json.loads(json.dumps(record))
-    # A line that is not an object is left alone, so DuckDB's error points at it.
-    assert staging.tag_records("p", b'{"a": 1}\n[1]\n') == (
-        b'{"' + staging.SOURCE_MEMBER.encode() + b'":"p","a": 1}\n[1]\n'
-    )
+def test_parts_are_staged_whole_newline_terminated_and_in_key_order(tmp_path: Path) -> None:
+    records = _records()
+    local = tmp_path / "part-1"  # a local store's object: copied by the kernel, as it is
+    local.write_bytes(_jsonl(records[:2]).rstrip(b"\n"))  # no final newline
+    parts: list[staging.Part] = [
+        ("k/part-2", _jsonl(records[2:4])),
+        ("k/part-1", local),
+        ("k/part-3", records[4:6]),
+        ("k/part-4", b" \n"),  # nothing in it: not staged
+        ("k/part-5", tmp_path / "empty"),
+    ]
+    (tmp_path / "empty").touch()
+    (tmp_path / "one").mkdir()
+    (tmp_path / "each").mkdir()
+    batches = staging.stage_parts(tmp_path / "one", parts, batch_bytes=10**9)
+    assert len(batches) == 1
+    assert [p.source for p in batches[0].parts] == ["k/part-1", "k/part-2", "k/part-3"]
+    lines = batches[0].file.read_bytes().splitlines()
+    assert [json.loads(line) for line in lines] == json.loads(json.dumps(records[:6]))
+    assert [f.name for f in (tmp_path / "one").iterdir()] == [batches[0].file.name]
+    # In batches of about a part each, still in key order, each part's byte range recorded.
+    each = staging.stage_parts(tmp_path / "each", parts, batch_bytes=1)
+    assert [[p.source for p in b.parts] for b in each] == [["k/part-1"], ["k/part-2"], ["k/part-3"]]
+    for batch in each:
+        (part,) = batch.parts
+        assert (part.offset, part.length) == (0, batch.file.stat().st_size)
+
+
+def test_a_part_that_is_not_unit_records_fails_the_ingest_naming_it(tmp_path: Path) -> None:
+    records = _records()
+    parts: list[tuple[str, Any]] = [
+        ("runs/r/part-1", _jsonl(records[:2])),
+        ("runs/r/part-2", _jsonl(records[2:4]) + b"[1]\n"),
+    ]
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        with pytest.raises(LedgerError, match=r'"runs/r/part-2", in line 3') as raised:
+            ledger.ingest_run(_run(), QUESTIONS, [], parts)
+        assert "nothing was written" in str(raised.value)
+        assert str(tmp_path) not in str(raised.value)  # the object, not a temporary copy
+        _, rows = ledger.query("SELECT count(*) FROM item_decisions")
+        assert rows == [(0,)]
+        _, rows = ledger.query("SELECT count(*) FROM runs")
+        assert rows == [(0,)]
+
+
+def test_items_read_from_shard_inputs_equal_items_given_as_questions(tmp_path: Path) -> None:
+    """A run's shard input objects, as plan_batch writes them, are read by DuckDB as they are."""
+    questions = [
+        *QUESTIONS,
+        Question(id="q-meta", question="¿Cuánto es 2+2?", answer="4", language="es",
+                 dataset="mgsm", metadata={"source": "mgsm", "n": [1, 2]}),
+    ]  # fmt: skip
+    shard_file = tmp_path / "shard-1.jsonl"
+    shard_file.write_bytes(_jsonl([q.model_dump() for q in questions[:2]]))
+    inputs: list[tuple[str, Any]] = [
+        ("runs/r/shard-1/input.jsonl", shard_file),  # a local store's object, read in place
+        ("runs/r/shard-2/input.jsonl", _jsonl([q.model_dump() for q in questions[2:]])),
+    ]
+    items = "SELECT item_id, dataset, language, question, gold, metadata_json FROM items"
+    with Ledger(tmp_path / "given.sqlite") as given, Ledger(tmp_path / "read.sqlite") as read:
+        given.ingest_run(_run(), questions, [], [])
+        read.ingest_run(_run(), (), [], [], question_parts=inputs)
+        _, expected = given.query(f"{items} ORDER BY item_id")
+        _, rows = read.query(f"{items} ORDER BY item_id")
+        assert len(rows) == len(questions)
+        for row, want in zip(rows, expected, strict=True):
+            assert row[:5] == want[:5]
+            assert json.loads(row[5]) == json.loads(want[5])
+        # Again: nothing added twice.
+        read.ingest_run(_run(), (), [], [], question_parts=inputs)
+        assert read.query("SELECT count(*) FROM items")[1] == [(len(questions),)]
+        # A shard input that is not questions fails the ingest, naming the object.
+        bad: list[tuple[str, Any]] = [("runs/r2/shard-1/input.jsonl", b'{"id": "x"}\n"q"\n')]
+        with pytest.raises(LedgerError, match=r'"runs/r2/shard-1/input.jsonl", in line 2'):
+            read.ingest_run(_run("r2"), (), [], [], question_parts=bad)
+        assert read.query("SELECT count(*) FROM runs WHERE run_id = 'r2'")[1] == [(0,)]

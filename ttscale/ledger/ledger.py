@@ -48,12 +48,15 @@ from ttscale.ledger.staging import (
     INGEST_INSERT_SQL,
     INGEST_LOCK_SQL,
     INGEST_REHEALED_SQL,
+    INGEST_UNITS_SQL,
     INPUT_ERRORS_SQL,
+    ITEMS_FROM_INPUTS_SQL,
     ITEMS_SQL,
     RUN_SQL,
     RUN_TOKENS_SQL,
     Part,
     RunRow,
+    StagedBatch,
     stage_parts,
     write_bad_rows,
     write_items,
@@ -211,16 +214,25 @@ class Ledger:
         questions: Sequence[Question],
         bad_rows: Sequence[BadRow],
         parts: Iterable[Part],
+        *,
+        question_parts: Iterable[Part] = (),
     ) -> tuple[int, int]:
         """Ingest a whole run in one transaction: its row, items, bad rows and every unit.
 
         ``run`` is the run's row; ``parts`` are the shards' part objects
-        ``(key, JSONL bytes or records)``, read once as they are iterated. Either all of it lands
+        ``(key, JSONL bytes, local file or records)``, read once as they are iterated. The items
+        are ``questions`` and the questions of ``question_parts``, shard input objects as
+        ``plan_batch`` wrote them (read by DuckDB, not validated again). Either all of it lands
         or, on any error, none of it (and a re-run ingests it whole). Idempotent: returns
         (units added, calls added), (0, 0) when the run is already in the ledger.
         """
         return self._ingest(
-            parts, run_id=run.run_id, run=run, questions=questions, bad_rows=bad_rows
+            parts,
+            run_id=run.run_id,
+            run=run,
+            questions=questions,
+            question_parts=question_parts,
+            bad_rows=bad_rows,
         )
 
     def _ingest(
@@ -230,6 +242,7 @@ class Ledger:
         run_id: str | None = None,
         run: RunRow | None = None,
         questions: Sequence[Question] = (),
+        question_parts: Iterable[Part] = (),
         bad_rows: Sequence[BadRow] = (),
     ) -> tuple[int, int]:
         self.generation_totals = dict.fromkeys(GENERATION_TOTAL_NAMES, 0)
@@ -237,7 +250,10 @@ class Ledger:
             tmp = Path(tmp_dir)
             # Stage everything first (reading the parts may be slow), then one short transaction.
             items_path, bad_path = tmp / "items.jsonl", tmp / "bad"
-            batches = stage_parts(tmp, parts)
+            (tmp / "units").mkdir()
+            (tmp / "inputs").mkdir()
+            batches = stage_parts(tmp / "units", parts)
+            inputs = stage_parts(tmp / "inputs", question_parts, batch_bytes=2**62)
             if questions:
                 write_items(items_path, questions)
             if bad_rows:
@@ -252,6 +268,7 @@ class Ledger:
                     (items_path if questions else None),
                     (bad_path if bad_rows else None),
                     batches,
+                    inputs,
                 )
             finally:
                 self.con.execute("RESET preserve_insertion_order")
@@ -262,7 +279,8 @@ class Ledger:
         run: RunRow | None,
         items_path: Path | None,
         bad_path: Path | None,
-        batches: Sequence[Path],
+        batches: Sequence[StagedBatch],
+        inputs: Sequence[StagedBatch] = (),
     ) -> tuple[int, int]:
         """The ingest's one transaction over staged files; whole, so a retry may run it again."""
         with self._transaction("ingest"):
@@ -271,6 +289,8 @@ class Ledger:
                 self.con.execute(RUN_SQL, run.params())
             if items_path is not None:
                 self.con.execute(ITEMS_SQL, [run_id, str(items_path)])
+            for staged in inputs:
+                self._read_staged(staged, ITEMS_FROM_INPUTS_SQL, [run_id])
             if bad_path is not None:
                 self.con.execute(INPUT_ERRORS_SQL, [run_id, str(bad_path)])
             runs = {run_id} if run_id is not None else set()
@@ -286,21 +306,21 @@ class Ledger:
                 self.con.execute(RUN_TOKENS_SQL, [sorted(runs)])
             return units, calls
 
-    def _ingest_batch(self, batch: Path) -> tuple[tuple[int, int], set[str]]:
+    def _ingest_batch(self, batch: StagedBatch) -> tuple[tuple[int, int], set[str]]:
         """Inside the ingest's transaction: add a batch's units; returns (units, calls) added and
         the runs the batch's units belong to. A unit that an earlier batch of the same ingest
         added is in the ledger by then (the transaction sees its own writes), so it is not added
         twice, and an errored one is healed as from an earlier ingest."""
-        self.con.execute(INGEST_CHOOSE_SQL[0], [str(batch)])
+        self._read_staged(batch, INGEST_UNITS_SQL)
         totals = self.con.execute(GENERATION_TOTALS_SQL).fetchone() or (0, 0, 0)
         for name, value in zip(GENERATION_TOTAL_NAMES, totals, strict=True):
             self.generation_totals[name] += int(value)
-        self.con.execute(INGEST_CHOOSE_SQL[1])
+        self.con.execute(INGEST_CHOOSE_SQL[0])
         replaced: tuple[Any, ...] = (0, 0)
         healed = self.con.execute("SELECT count(*) FROM ingest_healed").fetchone()
         if healed and healed[0]:  # rare: a retry's success; the join below reads the decisions
             replaced = self.con.execute(INGEST_REHEALED_SQL).fetchone() or (0, 0)
-        for statement in INGEST_CHOOSE_SQL[2:]:
+        for statement in INGEST_CHOOSE_SQL[1:]:
             self.con.execute(statement)
         bad = self.con.execute(INGEST_CHECK_SQL).fetchone()
         if bad and bad[0]:
@@ -319,6 +339,20 @@ class Ledger:
         for statement in INGEST_CLEANUP_SQL:
             self.con.execute(statement)
         return (int(row[0]) - int(replaced[0]), int(row[1]) - int(replaced[1])), runs
+
+    def _read_staged(
+        self, batch: StagedBatch, template: str, params: Sequence[Any] | None = None
+    ) -> None:
+        """``template`` run over ``batch``'s file, in its line order (``INGEST_UNITS_SQL``); a
+        part that is not what it should be fails the ingest, naming the object and its line."""
+        self.con.execute("SET preserve_insertion_order = true")
+        try:
+            self.con.execute(batch.sql(template), params)
+        except duckdb.InvalidInputException as exc:  # not JSONL records of the expected fields
+            reason = batch.name_parts(str(exc).strip().splitlines()[0])
+            raise LedgerError(f"ingest failed, nothing was written: {reason}") from None
+        # The rest of the ingest needs no order (``_ingest`` resets it after a failure).
+        self.con.execute("SET preserve_insertion_order = false")
 
     def query(
         self, sql: str, params: Sequence[Any] | None = None

@@ -1,29 +1,32 @@
 """How an ingest is staged: the NDJSON files DuckDB reads a run's records from, and the SQL
 that reads them. ``Ledger`` runs these inside one transaction.
 
-The records are never parsed or re-encoded in Python: each part's JSONL bytes are copied into a
-batch file with the part's key added as the first member of each record (one ``bytes.replace``
-per part, ``tag_records``), and DuckDB reads a batch file in one ``read_json`` scan (one file, not
-one per part: DuckDB pays per file). Parts are taken in batches of about ``INGEST_BATCH_BYTES``,
-so memory stays bounded however big the run. Items and bad rows go through one small NDJSON file
-each.
+The records are never parsed or re-encoded in Python: each part's JSONL is appended whole to a
+batch file (a local store's object copied by the kernel, ``os.sendfile``), in part key order,
+and DuckDB reads a batch file in one ``read_json`` scan (one file, not one per part: DuckDB pays
+per file) with insertion order kept, so a record's rowid orders it as its part's key does.
+Parts are taken in batches of about ``INGEST_BATCH_BYTES``, so memory stays bounded however big
+the run. Items come from the shard input objects the same way; bad rows go through one small
+NDJSON file.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ttscale.schemas import BadRow, Question
 
-Part = tuple[str, bytes | Sequence[dict[str, Any]]]
-"""A shard part ``(source, content)``: its object key and its JSONL bytes or parsed records."""
-SOURCE_MEMBER = "_ttscale_part"
-"""The member ``stage_parts`` adds to each staged record: the key of the part it came from."""
+Part = tuple[str, bytes | Path | Sequence[dict[str, Any]]]
+"""A shard part ``(source, content)``: its object key and its JSONL bytes, the local file that
+holds them, or parsed records."""
 INGEST_BATCH_BYTES = 256 * 2**20
 """How much part JSONL one ingest step reads at a time (DuckDB holds a batch's units in memory)."""
 
@@ -63,8 +66,8 @@ _KEY_MATCH = " AND ".join(f"d.{k} = u.{k}" for k in _KEY)
 _CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
 
 # Each statement runs on its own, in order, inside the ingest's transaction, once per batch of
-# parts; the ? of the first is the batch's file (``stage_parts``). The records are staged once,
-# nested as written; only the chosen units' row ids are copied after that.
+# parts, after INGEST_UNITS_SQL has read the batch (``stage_parts``). The records are staged
+# once, nested as written; only the chosen units' row ids are copied after that.
 # DuckLake has no PRIMARY KEY or UNIQUE: a unit's key is kept unique here, by deleting what this
 # ingest replaces and inserting only units the ledger does not hold (an anti-join), in one
 # transaction, so running it again changes nothing.
@@ -80,11 +83,12 @@ GENERATION_TOTALS_SQL = """SELECT
 FROM ingest_units"""
 GENERATION_TOTAL_NAMES = ("calls", "calls_cached", "tokens_generated")
 
+# The staged batch's file replaces $file (``StagedBatch.sql``). Read with insertion order kept,
+# so a row's rowid is its line's place in the batch, the order of its part's key (``stage_parts``).
+INGEST_UNITS_SQL = f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
+    SELECT * FROM read_json($file, format='newline_delimited', records=true,
+                            columns={_columns(_UNIT_FIELDS)})"""
 INGEST_CHOOSE_SQL: tuple[str, ...] = (
-    f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
-    SELECT * RENAME ({SOURCE_MEMBER} AS source)
-    FROM read_json(?, format='newline_delimited',
-                   columns={_columns({SOURCE_MEMBER: "VARCHAR"} | _UNIT_FIELDS)})""",
     # A unit the ledger holds as errored is replaced when a retry of it succeeded: the ledger's
     # decision is the unit's outcome (the errored attempt stays in its part object).
     f"""CREATE OR REPLACE TEMP TABLE ingest_healed AS
@@ -99,7 +103,7 @@ INGEST_CHOOSE_SQL: tuple[str, ...] = (
     # a retry after an errored attempt (the success wins) or a zombie worker's second copy (the
     # part first by name wins).
     f"""CREATE OR REPLACE TEMP TABLE ingest_chosen AS
-    SELECT arg_min(u.rowid, (u.error IS NOT NULL, u.source)) AS uid FROM ingest_units u
+    SELECT arg_min(u.rowid, (u.error IS NOT NULL, u.rowid)) AS uid FROM ingest_units u
     WHERE NOT EXISTS (SELECT 1 FROM item_decisions d WHERE {_KEY_MATCH})
     GROUP BY {_KEY_COLS}""",
 )
@@ -150,6 +154,21 @@ ITEMS_SQL = f"""INSERT INTO items SELECT s.* FROM (
     QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY ord) = 1) s
     WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.run_id = s.run_id AND i.item_id = s.item_id)"""
 
+# The questions of shard input objects (``Question`` records, as ``plan_batch`` writes them), read
+# as they are: a run's items are not validated again. The ? is the run id; $file as above.
+# Ids are unique in a batch (``load_input`` refuses a second); of two anyway, one row is kept.
+_QUESTION_FIELDS = {
+    "id": "VARCHAR", "dataset": "VARCHAR", "language": "VARCHAR", "question": "VARCHAR",
+    "answer": "VARCHAR", "metadata": "JSON",
+}  # fmt: skip
+ITEMS_FROM_INPUTS_SQL = f"""INSERT INTO items SELECT s.* FROM (
+    SELECT ?::VARCHAR AS run_id, id AS item_id, dataset, language, question, answer AS gold,
+           coalesce(metadata, '{{}}'::JSON) AS metadata_json
+    FROM read_json($file, format='newline_delimited', records=true,
+                   columns={_columns(_QUESTION_FIELDS)})
+    QUALIFY row_number() OVER (PARTITION BY id) = 1) s
+    WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.run_id = s.run_id AND i.item_id = s.item_id)"""
+
 _BAD_ROW_FIELDS = {
     "ord": "BIGINT", "object": "VARCHAR", "line": "INTEGER", "field": "VARCHAR",
     "reason": "VARCHAR",
@@ -186,94 +205,136 @@ FROM (SELECT run_id, sum(completion_tokens) AS attributed,
 WHERE runs.run_id = t.run_id"""
 
 
-def tag_records(source: str, content: bytes) -> bytes:
-    """``content``'s JSONL records, each with ``source`` as its first member, newline-terminated.
+@dataclass(frozen=True)
+class StagedPart:
+    """Where a part's records are in a batch file: its key, byte offset and length."""
 
-    Records that start a line with ``{`` (as ``PartWriter`` writes them) are tagged by a single
-    replace of the opening brace, not line by line; a part with any other line is split. A line
-    that is not a JSON object is left as it is, so DuckDB's error names it.
-    """
-    tag = b'{"' + SOURCE_MEMBER.encode() + b'":' + json.dumps(source).encode() + b","
-    # Every line starts with "{" when the line starts (the first, and one after each newline but
-    # a final one) are as many as the braces the replace tagged: it grew the bytes by a tag's
-    # length less its "{" for each. One count and one replace in C, no scan per line in Python.
-    line_starts = 1 + content.count(b"\n") - content.endswith(b"\n")
-    tagged = content.replace(b"\n{", b"\n" + tag)
-    tagged_lines = (len(tagged) - len(content)) // (len(tag) - 1) + content.startswith(b"{")
-    if tagged_lines != line_starts:
-        lines = [line.strip() for line in content.splitlines()]
-        return b"".join(
-            (tag + line[1:] if line.startswith(b"{") else line) + b"\n" for line in lines if line
-        )
-    if tagged.startswith(b"{"):
-        tagged = tag + tagged[1:]
-    return tagged if tagged.endswith(b"\n") else tagged + b"\n"
+    source: str
+    offset: int
+    length: int
 
 
-def _encoded(parts: Iterable[Part]) -> Iterator[tuple[str, bytes]]:
-    """Each part with a record, as ``(key, JSONL bytes)``; records are encoded once each."""
+@dataclass(frozen=True)
+class StagedBatch:
+    """One NDJSON file DuckDB reads in one ``read_json`` scan: whole parts, in key order."""
+
+    file: Path
+    parts: list[StagedPart]
+
+    def sql(self, template: str) -> str:
+        """``template`` (``INGEST_UNITS_SQL``, ``ITEMS_FROM_INPUTS_SQL``) reading this file."""
+        return template.replace("$file", "'" + str(self.file).replace("'", "''") + "'")
+
+    def name_parts(self, message: str) -> str:
+        """``message`` (DuckDB's, quoting this file and a line of it) naming the part and its
+        line instead, so an error points at the object, not at a temporary file."""
+        quoted = f'"{self.file}"'
+        match = re.search(re.escape(quoted) + r", in line (\d+)", message)
+        if match is None:
+            return message.replace(quoted, "a staged batch of parts")
+        line, first = int(match[1]), 1
+        with self.file.open("rb") as staged:
+            for part in self.parts:
+                staged.seek(part.offset)
+                lines = staged.read(part.length).count(b"\n")
+                if line < first + lines:
+                    where = f'"{part.source}", in line {line - first + 1}'
+                    return message.replace(match[0], where)
+                first += lines
+        return message
+
+
+Content = bytes | tuple[Path, int, int]
+"""A part's records while staged: bytes, or a byte range of a file ``(file, offset, length)``."""
+
+
+def _contents(parts: Iterable[Part]) -> Iterator[tuple[str, Content]]:
+    """Each part with a record, as ``(key, content)``: records are encoded once each, and a
+    local file is a range of it (copied by the kernel, never read into Python)."""
     for source, content in parts:
+        if isinstance(content, Path):
+            size = content.stat().st_size
+            if size:
+                yield source, (content, 0, size)
+            continue
         if not isinstance(content, bytes):
             content = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in content)
         if content.strip():
             yield source, content
 
 
+def _append(out: BinaryIO, content: Content) -> int:
+    """``content`` appended to ``out`` (unbuffered), newline-terminated; returns bytes written."""
+    if isinstance(content, bytes):
+        data = content if content.endswith(b"\n") else content + b"\n"
+        view = memoryview(data)
+        while view:
+            view = view[out.write(view) or 0 :]
+        return len(data)
+    path, offset, length = content
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        copied = 0
+        while copied < length:
+            sent = os.sendfile(out.fileno(), fd, offset + copied, length - copied)
+            if not sent:
+                raise OSError(f"{path} ended at {offset + copied} bytes, before {length}")
+            copied += sent
+        if os.pread(fd, 1, offset + length - 1) == b"\n":
+            return length
+    finally:
+        os.close(fd)
+    return length + (out.write(b"\n") or 0)
+
+
 def _write_batches(
-    tmp: Path, name: str, chunks: Iterable[tuple[str, bytes]], limit: int
-) -> tuple[list[Path], list[tuple[str, int, int, int]]]:
-    """``chunks`` written in order to files of about ``limit`` bytes; returns the files and, per
-    chunk, ``(key, file index, offset, length)``."""
-    files: list[Path] = []
-    index: list[tuple[str, int, int, int]] = []
-    out = None
+    tmp: Path, name: str, chunks: Iterable[tuple[str, Content]], limit: int
+) -> list[StagedBatch]:
+    """``chunks`` written in order to files of about ``limit`` bytes."""
+    batches: list[StagedBatch] = []
+    out: BinaryIO | None = None
     size = 0
     try:
-        for source, data in chunks:
+        for source, content in chunks:
             if out is None:
-                files.append(tmp / f"{name}-{len(files):05d}.jsonl")
-                out, size = files[-1].open("wb"), 0
-            index.append((source, len(files) - 1, size, len(data)))
-            out.write(data)
-            size += len(data)
+                batches.append(StagedBatch(tmp / f"{name}-{len(batches):05d}.jsonl", []))
+                out, size = batches[-1].file.open("wb", buffering=0), 0
+            length = _append(out, content)
+            batches[-1].parts.append(StagedPart(source, size, length))
+            size += length
             if size >= limit:
                 out.close()
                 out = None
     finally:
         if out is not None:
             out.close()
-    return files, index
+    return batches
 
 
-def stage_parts(tmp: Path, parts: Iterable[Part], batch_bytes: int | None = None) -> list[Path]:
-    """The parts' tagged records (``tag_records``) in NDJSON files of about ``batch_bytes``, in
-    part key order.
+def stage_parts(
+    tmp: Path, parts: Iterable[Part], batch_bytes: int | None = None
+) -> list[StagedBatch]:
+    """The parts' records in NDJSON files of about ``batch_bytes``, in part key order.
 
-    Sorted by key, a batched ingest chooses as one scan of everything would: of two copies of a
-    unit, the one in the part first by name (``INGEST_CHOOSE_SQL``). A run's parts arrive in key
-    order and are written once, as they come; parts given out of order are copied once more, in
-    order, from the files they were first written to (memory stays bounded either way).
+    A batch file's line order is the order of its records' sources: of two copies of a unit the
+    ingest keeps the first (``INGEST_CHOOSE_SQL``), the one in the part first by name; batched
+    in key order, it chooses as one scan of everything would. A run's parts arrive in key order
+    and are written once, as they come (a local file copied by the kernel); parts given out of
+    order are copied once more, in order, from the files they were first written to (memory
+    stays bounded either way).
     """
     limit = INGEST_BATCH_BYTES if batch_bytes is None else batch_bytes
-    tagged = ((source, tag_records(source, content)) for source, content in _encoded(parts))
-    files, index = _write_batches(tmp, "arrived", tagged, limit)
-    keys = [entry[0] for entry in index]
-    if keys == sorted(keys):
-        return files
-    handles = [file.open("rb") for file in files]
-
-    def in_key_order() -> Iterator[tuple[str, bytes]]:
-        for source, at, offset, length in sorted(index, key=lambda entry: entry[0]):
-            handles[at].seek(offset)
-            yield source, handles[at].read(length)
-
-    try:
-        ordered, _ = _write_batches(tmp, "ordered", in_key_order(), limit)
-    finally:
-        for handle in handles:
-            handle.close()
-    for file in files:
-        file.unlink()
+    arrived = _write_batches(tmp, "arrived", _contents(parts), limit)
+    index = [(part.source, batch.file, part) for batch in arrived for part in batch.parts]
+    if all(a[0] <= b[0] for a, b in itertools.pairwise(index)):
+        return arrived
+    in_key_order = (
+        (source, (file, part.offset, part.length))
+        for source, file, part in sorted(index, key=lambda entry: entry[0])
+    )
+    ordered = _write_batches(tmp, "ordered", in_key_order, limit)
+    for batch in arrived:
+        batch.file.unlink()
     return ordered
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from ttscale.records import UnitKey, UnitResult
 from ttscale.service.layout import ShardLayout
@@ -51,6 +52,18 @@ def part_objects(store: ObjectStore, shard: ShardLayout) -> Iterator[tuple[str, 
     """Every part object of a shard as ``(key, JSONL bytes)``, in write order, read lazily."""
     for key in store.list(shard.parts):
         yield key, store.read_bytes(key)
+
+
+def object_content(store: ObjectStore, key: str) -> bytes | Path:
+    """An object for a reader that takes files or bytes: the file itself where the store is a
+    local directory (never read into Python), else its bytes."""
+    return store.local_file(key) or store.read_bytes(key)
+
+
+def part_contents(store: ObjectStore, shard: ShardLayout) -> Iterator[tuple[str, bytes | Path]]:
+    """Every part object of a shard as ``(key, object_content)``, in write order, read lazily."""
+    for key in store.list(shard.parts):
+        yield key, object_content(store, key)
 
 
 def read_parts(store: ObjectStore, shard: ShardLayout) -> list[tuple[str, list[UnitResult]]]:

@@ -24,7 +24,7 @@ from ttscale.runner import ProgressFn, run_shard_units
 from ttscale.schemas import BadRow, Question
 from ttscale.service.context import RunContext
 from ttscale.service.layout import ShardLayout
-from ttscale.service.parts import PartWriter, part_objects, read_parts
+from ttscale.service.parts import PartWriter, object_content, part_contents, read_parts
 from ttscale.storage import ObjectStore
 from ttscale.strategies.sample_cache import SampleCache
 
@@ -268,20 +268,20 @@ def ingest(ctx: RunContext, plan: BatchPlan, flow_run_id: str | None = None) -> 
     """Add the run, its items, bad rows and every shard's units to the ledger.
 
     All of it in one transaction, so readers see the whole run or none of it, and idempotent: a
-    re-run adds only what is missing. Part objects go to the ledger as the JSONL bytes they are.
+    re-run adds only what is missing. DuckDB reads the part and shard input objects as the JSONL
+    they are: none is parsed or validated again in Python.
     """
     request, store = ctx.request, ctx.output
-    questions: list[Question] = []
     manifest: dict[str, Any] | None = None
     for shard in plan.shards:
-        questions += shard_questions(ctx, shard)
         if manifest is None and store.exists(shard.done):
             manifest = json.loads(store.read_bytes(shard.done))
     errors = store.read_bytes(ctx.layout.errors).decode().splitlines()
     bad_rows = [BadRow.model_validate_json(line) for line in errors if line.strip()]
     manifest = manifest or {"engine": ctx.engine.kind, "versions": {}, "profile": {}}
     # Read lazily: the ledger stages each part as it comes, so they are never all in memory.
-    parts = (part for shard in plan.shards for part in part_objects(store, shard))
+    parts = (part for shard in plan.shards for part in part_contents(store, shard))
+    inputs = ((shard.input, object_content(store, shard.input)) for shard in plan.shards)
     run = RunRow(
         run_id=plan.run_id,
         fingerprint=request.fingerprint(),
@@ -296,7 +296,7 @@ def ingest(ctx: RunContext, plan: BatchPlan, flow_run_id: str | None = None) -> 
         model=getattr(ctx.engine, "model", None),
     )
     with Ledger(ctx.ledger_path) as ledger:
-        units, calls = ledger.ingest_run(run, questions, bad_rows, parts)
+        units, calls = ledger.ingest_run(run, (), bad_rows, parts, question_parts=inputs)
         names, rows = ledger.query(
             "SELECT count(*) AS units, coalesce(sum(completion_tokens), 0) AS completion_tokens, "
             "coalesce(sum(prompt_tokens), 0) AS prompt_tokens FROM item_decisions WHERE run_id = ?",

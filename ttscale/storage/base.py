@@ -6,6 +6,7 @@ default 6).
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ttscale.errors import RecoverableError, StorageError, TransientStorageError
@@ -70,6 +71,12 @@ class ObjectStore(Protocol):
         ...
 
     def exists(self, key: str) -> bool: ...
+
+    def local_file(self, key: str) -> Path | None:
+        """The file that holds ``key``'s bytes when the store is a local directory, so a reader
+        needs no copy in Python (the ingest has the kernel copy it); None for a remote store or
+        a missing object."""
+        ...
 
     def uri(self, key: str) -> str:
         """The full URI of ``key`` (never with credentials)."""

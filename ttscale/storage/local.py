@@ -36,6 +36,8 @@ class LocalStore:
         # Resolved once: resolving walks every component, and a run's ingest resolves a key per
         # part object (tens of thousands).
         self._resolved_root = root.resolve()
+        self._listed: dict[str, Path] = {}
+        """The files of the last ``list``, by key."""
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()
@@ -88,16 +90,31 @@ class LocalStore:
         walk_root = start if start.is_dir() else start.parent
         if not walk_root.exists():
             return []
-        keys = []
-        for path in walk_root.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                key = path.relative_to(base).as_posix()
-                if key.startswith(prefix.lstrip("/")):
-                    keys.append(key)
-        return sorted(keys)
+        # os.walk, not Path.rglob: it sorts entries into files and folders without a stat each,
+        # and keys are cut from the path strings (a run's ingest lists tens of thousands).
+        cut = len(str(base)) + 1
+        wanted = prefix.lstrip("/")
+        found: dict[str, Path] = {}
+        for folder, _, names in os.walk(walk_root):
+            for name in names:
+                if not name.startswith(".tmp-"):
+                    path = os.path.join(folder, name)
+                    key = path[cut:].replace(os.sep, "/")
+                    if key.startswith(wanted):
+                        found[key] = Path(path)
+        self._listed = found
+        return sorted(found)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def local_file(self, key: str) -> Path | None:
+        # A key of the last listing is the file the walk found (no resolving it again).
+        listed = self._listed.get(key)
+        if listed is not None:
+            return listed
+        path = self._path(key)
+        return path if path.is_file() else None
 
     def uri(self, key: str) -> str:
         return (self.root / key).resolve().as_uri()

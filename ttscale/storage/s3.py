@@ -214,6 +214,9 @@ class S3Store:
                 return sorted(keys)
             token = page["NextContinuationToken"]
 
+    def local_file(self, key: str) -> None:
+        return None
+
     @_retry_s3
     def exists(self, key: str) -> bool:
         try:

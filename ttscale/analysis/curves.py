@@ -6,7 +6,6 @@ drawn item's (strategy, budget) outcomes together, so comparisons between budget
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +35,23 @@ class SliceData:
     @property
     def present(self) -> np.ndarray:
         return ~np.isnan(self.correct)
+
+
+@dataclass(frozen=True)
+class ItemOutcomes:
+    """Every answered decision of a run as numeric columns, and the names its indices stand for.
+
+    ``columns``: slice_index, item_index, config_index, correct, completion_tokens,
+    prompt_tokens, thinking_tokens, one row per decision in no particular order. Indices are
+    dense: ``slices[slice_index]`` is (dataset, language), and within that slice
+    ``configs[slice_index][config_index]`` is (strategy, budget) and
+    ``item_ids[slice_index][item_index]`` the item (both in name order).
+    """
+
+    slices: list[tuple[str, str]]
+    configs: list[list[tuple[str, int]]]
+    item_ids: list[list[str]]
+    columns: dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -102,42 +118,25 @@ class CurvePoint(BaseModel):
     """USD per correct answer (``usd_per_item`` / accuracy); None unpriced or at 0% accuracy."""
 
 
-def slices_from_columns(cols: Mapping[str, np.ndarray]) -> list[SliceData]:
-    """Every (dataset, language) slice of a run, scattered from one row per decision.
-
-    ``cols`` are the columns of ``ttscale.ledger.readers.item_outcome_columns``: rows ordered by
-    slice, with dense ``item_index`` and ``config_index`` within each slice.
-    """
-    dataset = np.asarray(cols["dataset"], dtype=object)
-    language = np.asarray(cols["language"], dtype=object)
-    if len(dataset) == 0:
-        return []
-    # Rows arrive ordered by slice, so each slice is one contiguous run of rows.
-    slice_key = np.char.add(dataset.astype(str), np.char.add("\x00", language.astype(str)))
-    boundaries = np.flatnonzero(slice_key[1:] != slice_key[:-1]) + 1
-    starts = np.concatenate([[0], boundaries])
-    stops = np.concatenate([boundaries, [len(dataset)]])
+def slices_from_outcomes(outcomes: ItemOutcomes) -> list[SliceData]:
+    """Every (dataset, language) slice of a run as matrices, scattered from its decisions
+    (``ttscale.ledger.readers.item_outcomes``: numbers that say where each row goes)."""
+    cols = outcomes.columns
+    slice_index = np.asarray(cols.get("slice_index", np.empty(0)), dtype=np.int64)
     slices = []
-    for start, stop in zip(starts, stops, strict=True):
-        rows = slice(start, stop)
-        item_index = np.asarray(cols["item_index"][rows], dtype=np.int64)
-        config_index = np.asarray(cols["config_index"][rows], dtype=np.int64)
-        n_items, n_configs = int(item_index.max()) + 1, int(config_index.max()) + 1
-        item_ids = np.empty(n_items, dtype=object)
-        item_ids[item_index] = cols["item_id"][rows]
-        # One row per config is enough to name it: take each config's first row.
-        _, first_rows = np.unique(config_index, return_index=True)
-        strategies, budgets = cols["strategy"][rows], cols["budget"][rows]
-        configs = [(str(strategies[r]), int(budgets[r])) for r in first_rows]
-
-        at = (item_index, config_index)
-        shape = (n_items, n_configs)
+    for index, (dataset, language) in enumerate(outcomes.slices):
+        rows = slice_index == index
+        at = (
+            np.asarray(cols["item_index"][rows], dtype=np.int64),
+            np.asarray(cols["config_index"][rows], dtype=np.int64),
+        )
+        shape = (len(outcomes.item_ids[index]), len(outcomes.configs[index]))
         slices.append(
             SliceData(
-                dataset=str(dataset[start]),
-                language=str(language[start]),
-                item_ids=[str(i) for i in item_ids],
-                configs=configs,
+                dataset=dataset,
+                language=language,
+                item_ids=outcomes.item_ids[index],
+                configs=outcomes.configs[index],
                 correct=_scatter(cols["correct"][rows], at, shape),
                 completion_tokens=_scatter(cols["completion_tokens"][rows], at, shape),
                 prompt_tokens=_scatter(cols["prompt_tokens"][rows], at, shape),

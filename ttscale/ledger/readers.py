@@ -16,7 +16,7 @@ import numpy as np
 from ttscale.errors import ConfigError
 from ttscale.ledger import report_queries as q
 from ttscale.ledger.ledger import Ledger
-from ttscale.reports.data import DeclineCandidate, ReportData
+from ttscale.reports.data import DeclineCandidate, ItemOutcomes, ReportData
 
 # One row per call of phase 'sample': a sample-based strategy makes exactly one call per sample,
 # and the call rows are the single source of tokens.
@@ -70,15 +70,24 @@ def sample_pool_rows(
     return rows
 
 
-def item_outcome_columns(con: duckdb.DuckDBPyConnection) -> dict[str, np.ndarray]:
-    """One row per answered decision of the run whose spend ``read_report_data`` staged, as numpy
-    columns ordered by slice.
-
-    Columns: dataset, language, strategy, budget, item_id, item_index and config_index (dense
-    per slice), correct, completion_tokens, prompt_tokens, thinking_tokens.
-    ``analysis.curves.slices_from_columns`` turns them into per-slice matrices.
-    """
-    return dict(con.execute(q.ITEM_OUTCOMES).fetchnumpy())
+def item_outcomes(con: duckdb.DuckDBPyConnection) -> ItemOutcomes:
+    """Every answered decision of the run whose spend ``read_report_data`` staged, as numbers,
+    and the names they stand for. ``analysis.curves.slices_from_outcomes`` turns them into
+    per-slice matrices."""
+    for statement in q.CREATE_OUTCOME_INDICES:
+        con.execute(statement)
+    slices = [(str(d), str(lang)) for d, lang in con.execute(q.OUTCOME_SLICES).fetchall()]
+    configs: list[list[tuple[str, int]]] = [[] for _ in slices]
+    for index, strategy, budget in con.execute(q.OUTCOME_CONFIGS).fetchall():
+        configs[index].append((str(strategy), int(budget)))
+    items = con.execute(q.OUTCOME_ITEMS).fetchnumpy()
+    # Ordered by slice, then item: each slice's ids are one run of rows.
+    bounds = np.searchsorted(items["slice_index"], np.arange(len(slices) + 1))
+    item_ids = [
+        [str(i) for i in items["item_id"][bounds[k] : bounds[k + 1]]] for k in range(len(slices))
+    ]
+    columns = dict(con.execute(q.ITEM_OUTCOMES).fetchnumpy())
+    return ItemOutcomes(slices=slices, configs=configs, item_ids=item_ids, columns=columns)
 
 
 def read_report_data(
@@ -105,14 +114,15 @@ def read_report_data(
         candidates = [DeclineCandidate(*row) for row in rows]
     con.execute(q.CREATE_DECISION_SPEND, [run_id])
     try:
-        item_outcomes = item_outcome_columns(con)
+        outcomes = item_outcomes(con)
         summary = _rows(con, q.SUMMARY_BY_STRATEGY_BUDGET)
         slice_summary = _rows(con, q.SUMMARY_BY_SLICE)
     finally:
-        con.execute(q.DROP_DECISION_SPEND)
+        for statement in q.DROP_REPORT_TABLES:
+            con.execute(statement)
     return ReportData(
         run=dict(zip(_RUN_COLUMNS, run_row, strict=True)),
-        item_outcomes=item_outcomes,
+        item_outcomes=outcomes,
         summary=summary,
         slice_summary=slice_summary,
         stop_reasons=[tuple(row) for row in con.execute(q.STOP_REASONS, [run_id]).fetchall()],

@@ -38,7 +38,37 @@ ERRORED_UNITS = "SELECT count(*) FROM item_decisions WHERE run_id = ? AND stop_r
 # summed once per report, into a temporary table (the connection's own, so a read-only one can).
 DECISION_SPEND_TABLE = "report_decision_spend"
 CREATE_DECISION_SPEND = f"CREATE OR REPLACE TEMP TABLE {DECISION_SPEND_TABLE} AS {_DECISION_SPEND}"
-DROP_DECISION_SPEND = f"DROP TABLE IF EXISTS {DECISION_SPEND_TABLE}"
+
+# The report's matrices are indexed by numbers, not names: each (dataset, language) slice, and
+# within it each (strategy, budget) config and each item, numbered densely in name order. The
+# names are read once each; the decisions are read as numbers only (ITEM_OUTCOMES), and need no
+# sort (a row says where it goes).
+CREATE_OUTCOME_INDICES: tuple[str, ...] = (
+    f"""CREATE OR REPLACE TEMP TABLE report_slices AS
+    SELECT dataset, language,
+           (row_number() OVER (ORDER BY dataset, language) - 1)::INTEGER AS slice_index
+    FROM (SELECT DISTINCT dataset, language FROM {DECISION_SPEND_TABLE})""",
+    f"""CREATE OR REPLACE TEMP TABLE report_configs AS
+    SELECT s.slice_index, c.dataset, c.language, c.strategy, c.budget,
+           (row_number() OVER (PARTITION BY s.slice_index ORDER BY c.strategy, c.budget) - 1)
+               ::INTEGER AS config_index
+    FROM (SELECT DISTINCT dataset, language, strategy, budget FROM {DECISION_SPEND_TABLE}) c
+    JOIN report_slices s USING (dataset, language)""",
+    f"""CREATE OR REPLACE TEMP TABLE report_items AS
+    SELECT s.slice_index, i.dataset, i.language, i.item_id,
+           (row_number() OVER (PARTITION BY s.slice_index ORDER BY i.item_id) - 1)::INTEGER
+               AS item_index
+    FROM (SELECT DISTINCT dataset, language, item_id FROM {DECISION_SPEND_TABLE}) i
+    JOIN report_slices s USING (dataset, language)""",
+)
+OUTCOME_SLICES = "SELECT dataset, language FROM report_slices ORDER BY slice_index"
+OUTCOME_CONFIGS = """SELECT slice_index, strategy, budget FROM report_configs
+ORDER BY slice_index, config_index"""
+OUTCOME_ITEMS = "SELECT slice_index, item_id FROM report_items ORDER BY slice_index, item_index"
+DROP_REPORT_TABLES = tuple(
+    f"DROP TABLE IF EXISTS {table}"
+    for table in (DECISION_SPEND_TABLE, "report_slices", "report_configs", "report_items")
+)
 
 # The per-group summary both the all-slices and the per-slice tables report.
 _SUMMARY_COLUMNS = """
@@ -77,20 +107,17 @@ GROUP BY ALL
 ORDER BY strategy, budget, decisions DESC, stop_reason
 """
 
-# One row per decision with dense indices, so numpy can scatter it into item × config matrices:
-# item_index numbers the items of a (dataset, language) slice, config_index its (strategy, budget)s.
+# One row per decision, as numbers (CREATE_OUTCOME_INDICES), so numpy can scatter it into
+# item × config matrices per slice.
 ITEM_OUTCOMES = f"""
-WITH ds AS (FROM {DECISION_SPEND_TABLE})
-SELECT dataset, language, strategy, budget, item_id,
-       dense_rank() OVER (PARTITION BY dataset, language ORDER BY item_id) - 1 AS item_index,
-       dense_rank() OVER (PARTITION BY dataset, language ORDER BY strategy, budget) - 1
-           AS config_index,
-       correct::DOUBLE AS correct,
-       completion_tokens::DOUBLE AS completion_tokens,
-       prompt_tokens::DOUBLE AS prompt_tokens,
-       thinking_tokens::DOUBLE AS thinking_tokens
-FROM ds
-ORDER BY dataset, language, item_index, config_index
+SELECT c.slice_index, i.item_index, c.config_index,
+       ds.correct::DOUBLE AS correct,
+       ds.completion_tokens::DOUBLE AS completion_tokens,
+       ds.prompt_tokens::DOUBLE AS prompt_tokens,
+       ds.thinking_tokens::DOUBLE AS thinking_tokens
+FROM {DECISION_SPEND_TABLE} ds
+JOIN report_configs c USING (dataset, language, strategy, budget)
+JOIN report_items i USING (dataset, language, item_id)
 """
 
 # Every total of the run's calls, in one scan:

@@ -19,7 +19,7 @@ from ttscale.analysis.curves import (
     SliceData,
     bootstrap_slice,
     curve_points,
-    slices_from_columns,
+    slices_from_outcomes,
 )
 from ttscale.analysis.evidence import evidence_verdict
 from ttscale.analysis.frontier import frontier_order, frontier_steps
@@ -77,7 +77,7 @@ def build_report(data: ReportData, settings: ReportSettings | None = None) -> Re
         throughput_tokens_per_second=settings.throughput_tokens_per_second or throughput,
     )
     lambda_per_1k = _utility_lambda(settings, pricing)
-    slices = slices_from_columns(data.item_outcomes)
+    slices = slices_from_outcomes(data.item_outcomes)
     built = [_slice_report(slice_data, settings, pricing) for slice_data in slices]
     slice_reports = [report for report, _ in built]
     _apply_decline_tests(data.decline_candidates, slices, slice_reports, settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from ttscale.analysis.curves import ItemOutcomes
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,8 @@ class ReportData:
     run: dict[str, Any]
     """The ``runs`` row: run_id, created_at, fingerprint, engine, engine_kind, seed, and
     request_json, versions_json, prompts_json (JSON text or None)."""
-    item_outcomes: dict[str, np.ndarray]
-    """One row per answered decision, ordered by slice (``readers.item_outcome_columns``)."""
+    item_outcomes: ItemOutcomes
+    """Every answered decision (``readers.item_outcomes``)."""
     summary: list[dict[str, Any]]
     """Per (strategy, budget): the ``SummaryRow`` columns."""
     slice_summary: list[dict[str, Any]]

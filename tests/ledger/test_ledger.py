@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -456,16 +457,62 @@ def test_parts_are_staged_whole_newline_terminated_and_in_key_order(tmp_path: Pa
     (tmp_path / "each").mkdir()
     batches = staging.stage_parts(tmp_path / "one", parts, batch_bytes=10**9)
     assert len(batches) == 1
-    assert [p.source for p in batches[0].parts] == ["k/part-1", "k/part-2", "k/part-3"]
-    lines = batches[0].file.read_bytes().splitlines()
+    assert [source for source, _ in batches[0].parts] == ["k/part-1", "k/part-2", "k/part-3"]
+    with batches[0].opened() as staged:
+        lines = staged.file.read_bytes().splitlines()  # a pipe, fed as it is read
     assert [json.loads(line) for line in lines] == json.loads(json.dumps(records[:6]))
-    assert [f.name for f in (tmp_path / "one").iterdir()] == [batches[0].file.name]
-    # In batches of about a part each, still in key order, each part's byte range recorded.
+    # Fed for its read only: gone once read (the bytes parts' spill file stays until the
+    # ingest ends), fed the same again when opened again.
+    assert [f.name for f in (tmp_path / "one").iterdir()] == ["spill-00000.jsonl"]
+    with batches[0].opened() as again:
+        assert again.file.read_bytes().splitlines() == lines
+    # In batches of about a part each, still in key order, each newline-terminated.
     each = staging.stage_parts(tmp_path / "each", parts, batch_bytes=1)
-    assert [[p.source for p in b.parts] for b in each] == [["k/part-1"], ["k/part-2"], ["k/part-3"]]
-    for batch in each:
-        (part,) = batch.parts
-        assert (part.offset, part.length) == (0, batch.file.stat().st_size)
+    assert [[s for s, _ in b.parts] for b in each] == [["k/part-1"], ["k/part-2"], ["k/part-3"]]
+    for batch, part in zip(each, (records[:2], records[2:4], records[4:6]), strict=True):
+        with batch.opened() as staged:
+            data = staged.file.read_bytes()
+        assert data.endswith(b"\n")
+        assert [json.loads(line) for line in data.splitlines()] == json.loads(json.dumps(part))
+
+
+def test_a_batch_whose_reader_fails_or_reads_nothing_leaves_no_feeder_waiting(
+    tmp_path: Path,
+) -> None:
+    part = tmp_path / "part-1"
+    part.write_bytes(_jsonl(_records()) * 2000)  # more than a pipe holds
+    (tmp_path / "x").mkdir()
+    (batch,) = staging.stage_parts(tmp_path / "x", [("k/part-1", part)], batch_bytes=10**12)
+    for read in (0, 1000):
+        with pytest.raises(RuntimeError, match="the reader failed"), batch.opened() as staged:
+            if read:
+                with staged.file.open("rb") as pipe:
+                    assert len(pipe.read(read)) == read
+            raise RuntimeError("the reader failed")
+        assert not [t for t in threading.enumerate() if t.name.startswith("ttscale-staging")]
+    # A feeder that fails makes the read fail, though the reader saw the pipe end.
+    part.unlink()
+    with pytest.raises(OSError, match="staging the parts failed"), batch.opened() as staged:
+        assert staged.file.read_bytes() == b""
+    assert list((tmp_path / "x").iterdir()) == []
+
+
+def test_parts_given_as_bytes_in_key_order_are_read_where_they_were_spilled(
+    tmp_path: Path,
+) -> None:
+    records = _records()
+    parts: list[staging.Part] = [("k/part-1", _jsonl(records[:3])), ("k/part-2", records[3:6])]
+    (batch,) = staging.stage_parts(tmp_path, parts, batch_bytes=10**9)
+    assert batch.in_place
+    with batch.opened() as staged:
+        assert [json.loads(x) for x in staged.file.read_bytes().splitlines()] == json.loads(
+            json.dumps(records[:6])
+        )
+    assert staged.file.exists()  # the spill file itself, removed with the ingest's directory
+    # Out of order, they are copied into a batch in key order like any other part.
+    (tmp_path / "x").mkdir()
+    (batch,) = staging.stage_parts(tmp_path / "x", parts[::-1], batch_bytes=10**9)
+    assert not batch.in_place
 
 
 def test_a_part_that_is_not_unit_records_fails_the_ingest_naming_it(tmp_path: Path) -> None:

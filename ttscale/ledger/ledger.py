@@ -41,12 +41,13 @@ from ttscale.ledger.staging import (
     GENERATION_TOTALS_SQL,
     INGEST_ADDED_SQL,
     INGEST_ADDED_TRACK_SQL,
-    INGEST_CHECK_SQL,
     INGEST_CHOOSE_SQL,
     INGEST_CLEANUP_SQL,
     INGEST_COUNTS_SQL,
+    INGEST_HEAL_SQL,
     INGEST_INSERT_SQL,
     INGEST_LOCK_SQL,
+    INGEST_MAY_HEAL_SQL,
     INGEST_REHEALED_SQL,
     INGEST_UNITS_SQL,
     INPUT_ERRORS_SQL,
@@ -57,6 +58,7 @@ from ttscale.ledger.staging import (
     Part,
     RunRow,
     StagedBatch,
+    StagedFile,
     stage_parts,
     write_bad_rows,
     write_items,
@@ -289,8 +291,9 @@ class Ledger:
                 self.con.execute(RUN_SQL, run.params())
             if items_path is not None:
                 self.con.execute(ITEMS_SQL, [run_id, str(items_path)])
-            for staged in inputs:
-                self._read_staged(staged, ITEMS_FROM_INPUTS_SQL, [run_id])
+            for batch in inputs:
+                with batch.opened() as staged:
+                    self._read_staged(staged, ITEMS_FROM_INPUTS_SQL, [run_id])
             if bad_path is not None:
                 self.con.execute(INPUT_ERRORS_SQL, [run_id, str(bad_path)])
             runs = {run_id} if run_id is not None else set()
@@ -311,28 +314,31 @@ class Ledger:
         the runs the batch's units belong to. A unit that an earlier batch of the same ingest
         added is in the ledger by then (the transaction sees its own writes), so it is not added
         twice, and an errored one is healed as from an earlier ingest."""
-        self._read_staged(batch, INGEST_UNITS_SQL)
+        with batch.opened() as staged:  # written, read, removed: never on disk for long
+            self._read_staged(staged, INGEST_UNITS_SQL)
         totals = self.con.execute(GENERATION_TOTALS_SQL).fetchone() or (0, 0, 0)
         for name, value in zip(GENERATION_TOTAL_NAMES, totals, strict=True):
             self.generation_totals[name] += int(value)
-        self.con.execute(INGEST_CHOOSE_SQL[0])
         replaced: tuple[Any, ...] = (0, 0)
-        healed = self.con.execute("SELECT count(*) FROM ingest_healed").fetchone()
-        if healed and healed[0]:  # rare: a retry's success; the join below reads the decisions
-            replaced = self.con.execute(INGEST_REHEALED_SQL).fetchone() or (0, 0)
-        for statement in INGEST_CHOOSE_SQL[1:]:
-            self.con.execute(statement)
-        bad = self.con.execute(INGEST_CHECK_SQL).fetchone()
-        if bad and bad[0]:
+        may_heal = self.con.execute(INGEST_MAY_HEAL_SQL).fetchone()
+        if may_heal and may_heal[0]:  # rare: the ledger holds errored units of these runs
+            self.con.execute(INGEST_HEAL_SQL[0])
+            healed = self.con.execute("SELECT count(*) FROM ingest_healed").fetchone()
+            if healed and healed[0]:  # a retry's success; the join below reads the decisions
+                replaced = self.con.execute(INGEST_REHEALED_SQL).fetchone() or (0, 0)
+                for statement in INGEST_HEAL_SQL[1:]:
+                    self.con.execute(statement)
+        self.con.execute(INGEST_CHOOSE_SQL)
+        row = self.con.execute(INGEST_COUNTS_SQL).fetchone()
+        assert row is not None
+        if row[2]:
             raise LedgerError(
-                f"ingest failed: {bad[0]} call(s) where completion_tokens <> "
+                f"ingest failed: {row[2]} call(s) where completion_tokens <> "
                 "thinking_tokens + answer_tokens; nothing was written"
             )
         for statement in INGEST_INSERT_SQL:
             self.con.execute(statement)
         self.con.execute(INGEST_ADDED_TRACK_SQL)
-        row = self.con.execute(INGEST_COUNTS_SQL).fetchone()
-        assert row is not None
         runs = {
             r[0] for r in self.con.execute("SELECT DISTINCT run_id FROM ingest_units").fetchall()
         }
@@ -341,15 +347,15 @@ class Ledger:
         return (int(row[0]) - int(replaced[0]), int(row[1]) - int(replaced[1])), runs
 
     def _read_staged(
-        self, batch: StagedBatch, template: str, params: Sequence[Any] | None = None
+        self, staged: StagedFile, template: str, params: Sequence[Any] | None = None
     ) -> None:
-        """``template`` run over ``batch``'s file, in its line order (``INGEST_UNITS_SQL``); a
+        """``template`` run over ``staged``'s file, in its line order (``INGEST_UNITS_SQL``); a
         part that is not what it should be fails the ingest, naming the object and its line."""
         self.con.execute("SET preserve_insertion_order = true")
         try:
-            self.con.execute(batch.sql(template), params)
+            self.con.execute(staged.sql(template), params)
         except duckdb.InvalidInputException as exc:  # not JSONL records of the expected fields
-            reason = batch.name_parts(str(exc).strip().splitlines()[0])
+            reason = staged.name_parts(str(exc).strip().splitlines()[0])
             raise LedgerError(f"ingest failed, nothing was written: {reason}") from None
         # The rest of the ingest needs no order (``_ingest`` resets it after a failure).
         self.con.execute("SET preserve_insertion_order = false")

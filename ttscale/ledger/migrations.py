@@ -4,7 +4,7 @@ Append new migrations; never edit one that has shipped.
 
 The ledger is a DuckLake, which has no PRIMARY KEY, UNIQUE or CHECK constraints: the keys noted
 in comments are kept by ingest (``staging.py``: anti-joins in one transaction), and the token
-CHECK by ingest's ``INGEST_CHECK_SQL``. These migrations were rewritten once, without them, when
+CHECK by ingest's ``INGEST_COUNTS_SQL``. These migrations were rewritten once, without them, when
 the ledger moved from one DuckDB file to the lake; files from before are imported, not migrated.
 The same SQL builds a plain DuckDB database (``analysis.synthetic``).
 """

@@ -6,16 +6,20 @@ batch file (a local store's object copied by the kernel, ``os.sendfile``), in pa
 and DuckDB reads a batch file in one ``read_json`` scan (one file, not one per part: DuckDB pays
 per file) with insertion order kept, so a record's rowid orders it as its part's key does.
 Parts are taken in batches of about ``INGEST_BATCH_BYTES``, so memory stays bounded however big
-the run. Items come from the shard input objects the same way; bad rows go through one small
+the run, and a batch is a named pipe, fed by a thread as DuckDB reads it (``StagedBatch.opened``),
+so its bytes are not copied to disk. Items come from the shard input objects the same way; bad rows go through one small
 NDJSON file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,9 +28,9 @@ from typing import Any, BinaryIO
 
 from ttscale.schemas import BadRow, Question
 
-Part = tuple[str, bytes | Path | Sequence[dict[str, Any]]]
-"""A shard part ``(source, content)``: its object key and its JSONL bytes, the local file that
-holds them, or parsed records."""
+Part = tuple[str, bytes | str | Path | Sequence[dict[str, Any]]]
+"""A shard part ``(source, content)``: its object key and its JSONL bytes, the path of the local
+file that holds them (a string or a ``Path``), or parsed records."""
 INGEST_BATCH_BYTES = 256 * 2**20
 """How much part JSONL one ingest step reads at a time (DuckDB holds a batch's units in memory)."""
 
@@ -65,8 +69,8 @@ _KEY_COLS = ", ".join(_KEY)
 _KEY_MATCH = " AND ".join(f"d.{k} = u.{k}" for k in _KEY)
 _CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
 
-# Each statement runs on its own, in order, inside the ingest's transaction, once per batch of
-# parts, after INGEST_UNITS_SQL has read the batch (``stage_parts``). The records are staged
+# Each statement runs on its own, inside the ingest's transaction, once per batch of parts, after
+# INGEST_UNITS_SQL has read the batch (``stage_parts``), in the order ``Ledger._ingest_batch`` says. The records are staged
 # once, nested as written; only the chosen units' row ids are copied after that.
 # DuckLake has no PRIMARY KEY or UNIQUE: a unit's key is kept unique here, by deleting what this
 # ingest replaces and inserting only units the ledger does not hold (an anti-join), in one
@@ -88,7 +92,11 @@ GENERATION_TOTAL_NAMES = ("calls", "calls_cached", "tokens_generated")
 INGEST_UNITS_SQL = f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
     SELECT * FROM read_json($file, format='newline_delimited', records=true,
                             columns={_columns(_UNIT_FIELDS)})"""
-INGEST_CHOOSE_SQL: tuple[str, ...] = (
+# Whether any unit the ledger holds of the batch's runs is errored, so that the batch may heal
+# it: almost never, and then INGEST_HEAL_SQL (a join of every staged key) is not run at all.
+INGEST_MAY_HEAL_SQL = """SELECT count(*) FROM item_decisions
+    WHERE stop_reason = 'error' AND run_id IN (SELECT DISTINCT run_id FROM ingest_units)"""
+INGEST_HEAL_SQL: tuple[str, ...] = (
     # A unit the ledger holds as errored is replaced when a retry of it succeeded: the ledger's
     # decision is the unit's outcome (the errored attempt stays in its part object).
     f"""CREATE OR REPLACE TEMP TABLE ingest_healed AS
@@ -99,19 +107,21 @@ INGEST_CHOOSE_SQL: tuple[str, ...] = (
     WHERE {" AND ".join(f"c.{k} = h.{k}" for k in _KEY)}""",
     f"""DELETE FROM item_decisions d USING ingest_healed h
     WHERE {" AND ".join(f"d.{k} = h.{k}" for k in _KEY)}""",
-    # One record per unit, and none for a unit already in the ledger. A unit may have several:
-    # a retry after an errored attempt (the success wins) or a zombie worker's second copy (the
-    # part first by name wins).
-    f"""CREATE OR REPLACE TEMP TABLE ingest_chosen AS
+)
+# One record per unit, and none for a unit already in the ledger. A unit may have several:
+# a retry after an errored attempt (the success wins) or a zombie worker's second copy (the
+# part first by name wins).
+INGEST_CHOOSE_SQL = f"""CREATE OR REPLACE TEMP TABLE ingest_chosen AS
     SELECT arg_min(u.rowid, (u.error IS NOT NULL, u.rowid)) AS uid FROM ingest_units u
     WHERE NOT EXISTS (SELECT 1 FROM item_decisions d WHERE {_KEY_MATCH})
-    GROUP BY {_KEY_COLS}""",
-)
-# DuckLake has no CHECK constraints: the calls about to be added are checked here instead, and a
-# count above 0 fails the ingest before anything is inserted.
-INGEST_CHECK_SQL = """SELECT count(*) FROM (
-    SELECT unnest(calls) AS c FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen))
-    WHERE c.completion_tokens <> c.thinking_tokens + c.answer_tokens"""
+    GROUP BY {_KEY_COLS}"""
+# What the batch is about to add: units, calls, and calls that break completion = thinking +
+# answer. DuckLake has no CHECK constraints: a count above 0 fails the ingest before anything
+# is inserted.
+INGEST_COUNTS_SQL = """SELECT count(*), coalesce(sum(len(calls)), 0),
+    coalesce(sum(len(list_filter(
+        calls, lambda c: c.completion_tokens <> c.thinking_tokens + c.answer_tokens))), 0)
+    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)"""
 INGEST_INSERT_SQL: tuple[str, ...] = (
     f"""INSERT INTO generation_calls ({_CALL_COLS})
     SELECT {_KEY_COLS}, unnest(calls, recursive := true)
@@ -125,17 +135,16 @@ INGEST_INSERT_SQL: tuple[str, ...] = (
            answered_language, coalesce(detail, '{{}}'::JSON), error
     FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)""",
 )
-INGEST_COUNTS_SQL = """SELECT count(*), coalesce(sum(len(calls)), 0)
-    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)"""
 # Batched, a unit an earlier batch added errored may be healed by a later one: it is then added
-# once, not twice. ``ingest_added`` holds the keys this ingest added; REHEALED counts what a batch
-# is about to replace of them (before the deletes), ADDED_TRACK records the batch's additions.
+# once, not twice. ``ingest_added`` holds the errored units this ingest added (only those can be
+# healed); REHEALED counts what a batch is about to replace of them (before the deletes),
+# ADDED_TRACK records the batch's errored additions.
 INGEST_ADDED_SQL = f"""CREATE OR REPLACE TEMP TABLE ingest_added AS
     SELECT {_KEY_COLS} FROM item_decisions WHERE false"""
 INGEST_REHEALED_SQL = f"""SELECT count(*), coalesce(sum(d.calls), 0) FROM ingest_healed h
     JOIN ingest_added a USING ({_KEY_COLS}) JOIN item_decisions d USING ({_KEY_COLS})"""
-INGEST_ADDED_TRACK_SQL = f"""INSERT INTO ingest_added SELECT {_KEY_COLS}
-    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)"""
+INGEST_ADDED_TRACK_SQL = f"""INSERT INTO ingest_added SELECT {_KEY_COLS} FROM ingest_units
+    WHERE stop_reason = 'error' AND rowid IN (SELECT uid FROM ingest_chosen)"""
 INGEST_CLEANUP_SQL = (
     "DROP TABLE IF EXISTS ingest_units",
     "DROP TABLE IF EXISTS ingest_chosen",
@@ -205,21 +214,17 @@ FROM (SELECT run_id, sum(completion_tokens) AS attributed,
 WHERE runs.run_id = t.run_id"""
 
 
-@dataclass(frozen=True)
-class StagedPart:
-    """Where a part's records are in a batch file: its key, byte offset and length."""
-
-    source: str
-    offset: int
-    length: int
+Range = tuple[str | Path, int, int]
+"""A part's records while staged: a byte range of a file ``(file, offset, length)``."""
 
 
 @dataclass(frozen=True)
-class StagedBatch:
+class StagedFile:
     """One NDJSON file DuckDB reads in one ``read_json`` scan: whole parts, in key order."""
 
     file: Path
-    parts: list[StagedPart]
+    parts: list[tuple[str, Range]]
+    """The parts in it, in order: each one's key and where its records come from."""
 
     def sql(self, template: str) -> str:
         """``template`` (``INGEST_UNITS_SQL``, ``ITEMS_FROM_INPUTS_SQL``) reading this file."""
@@ -233,37 +238,134 @@ class StagedBatch:
         if match is None:
             return message.replace(quoted, "a staged batch of parts")
         line, first = int(match[1]), 1
-        with self.file.open("rb") as staged:
-            for part in self.parts:
-                staged.seek(part.offset)
-                lines = staged.read(part.length).count(b"\n")
-                if line < first + lines:
-                    where = f'"{part.source}", in line {line - first + 1}'
-                    return message.replace(match[0], where)
-                first += lines
+        for source, (path, offset, length) in self.parts:
+            with open(path, "rb") as records:
+                records.seek(offset)
+                data = records.read(length)
+            lines = data.count(b"\n") + (not data.endswith(b"\n"))  # as ``_append`` ends it
+            if line < first + lines:
+                return message.replace(match[0], f'"{source}", in line {line - first + 1}')
+            first += lines
         return message
 
 
-Content = bytes | tuple[Path, int, int]
-"""A part's records while staged: bytes, or a byte range of a file ``(file, offset, length)``."""
+@dataclass(frozen=True)
+class StagedBatch:
+    """The parts one ``read_json`` scan reads, in key order: where each one's records are.
+
+    ``opened`` gives DuckDB a named pipe that a thread writes the parts into as DuckDB reads
+    it, so a run's records are never copied to disk: written to a file first, the copy cost
+    more than DuckDB's parse (the page cache's writeback, under the lake's own writes). Opened
+    again (a retried transaction), it is fed again from the same ranges.
+    """
+
+    file: Path
+    """The pipe's path while open; or, when ``in_place``, the file it reads as it is."""
+    parts: list[tuple[str, Range]]
+    in_place: bool = False
+    """The batch is one whole spill file, read where it is (parts given as bytes, in order)."""
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[StagedFile]:
+        """The batch as a file for one statement to read whole, inside the ``with``."""
+        if self.in_place:
+            yield StagedFile(self.file, self.parts)
+            return
+        os.mkfifo(self.file)
+        feeder = _Feeder(self.file, [content for _, content in self.parts])
+        try:
+            try:
+                yield StagedFile(self.file, self.parts)
+            except BaseException:
+                feeder.abandon()
+                raise
+            feeder.finish()
+        finally:
+            self.file.unlink(missing_ok=True)
 
 
-def _contents(parts: Iterable[Part]) -> Iterator[tuple[str, Content]]:
-    """Each part with a record, as ``(key, content)``: records are encoded once each, and a
-    local file is a range of it (copied by the kernel, never read into Python)."""
-    for source, content in parts:
-        if isinstance(content, Path):
-            size = content.stat().st_size
-            if size:
-                yield source, (content, 0, size)
-            continue
-        if not isinstance(content, bytes):
-            content = b"".join(json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in content)
-        if content.strip():
-            yield source, content
+class _Feeder(threading.Thread):
+    """Writes ranges into a named pipe, in order, for its one reader (DuckDB)."""
+
+    def __init__(self, pipe: Path, ranges: list[Range]) -> None:
+        super().__init__(name=f"ttscale-staging-{pipe.name}", daemon=True)
+        self.pipe, self.ranges = pipe, ranges
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            with self.pipe.open("wb", buffering=0) as out:
+                with contextlib.suppress(OSError):  # a bigger pipe: fewer switches to the reader
+                    fcntl.fcntl(out.fileno(), fcntl.F_SETPIPE_SZ, 2**20)
+                for content in self.ranges:
+                    _append(out, content)
+        except BaseException as exc:  # the reader sees the pipe end early: finish() raises this
+            self.error = exc
+
+    def finish(self) -> None:
+        """After the reader read to the end: the feeder is done; its error, if any, raised
+        (a reader that saw the pipe end early read only some of the parts)."""
+        self.join()
+        if self.error is not None:
+            raise OSError(f"staging the parts failed: {self.error}") from self.error
+
+    def abandon(self) -> None:
+        """After the reader failed: read the rest of the pipe, so the feeder is not left waiting
+        (its open waits for a reader, its writes for room, whether or not DuckDB has let go of
+        the pipe yet), and wait for it to end."""
+        reader = os.open(self.pipe, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            while self.is_alive():
+                try:
+                    if os.read(reader, 2**20):
+                        continue
+                except BlockingIOError:
+                    pass
+                self.join(0.01)  # empty for now: the feeder is opening or copying
+        finally:
+            os.close(reader)
+        self.join()
 
 
-def _append(out: BinaryIO, content: Content) -> int:
+def _ranges(
+    tmp: Path, parts: Iterable[Part], limit: int, spills: set[Path]
+) -> Iterator[tuple[str, Range]]:
+    """Each part with a record, as ``(key, byte range)``: a local file is a range of itself
+    (copied by the kernel later, never read into Python); bytes and records (encoded once
+    each) are appended, newline-terminated, to spill files of about ``limit`` bytes, which are
+    added to ``spills``."""
+    spill: BinaryIO | None = None
+    spill_path, size = tmp, 0
+    try:
+        for source, content in parts:
+            if isinstance(content, str | Path):
+                length = os.stat(content).st_size
+                if length:
+                    yield source, (content, 0, length)
+                continue
+            if not isinstance(content, bytes):
+                content = b"".join(
+                    json.dumps(r, ensure_ascii=False).encode() + b"\n" for r in content
+                )
+            if not content.strip():
+                continue
+            if spill is None:
+                spill_path = tmp / f"spill-{len(spills):05d}.jsonl"
+                spills.add(spill_path)
+                spill, size = spill_path.open("wb", buffering=0), 0
+            length = _append(spill, content)
+            yield source, (spill_path, size, length)
+            size += length
+            if size >= limit:
+                spill.close()
+                spill = None
+    finally:
+        if spill is not None:
+            spill.close()
+
+
+def _append(out: BinaryIO, content: bytes | Range) -> int:
     """``content`` appended to ``out`` (unbuffered), newline-terminated; returns bytes written."""
     if isinstance(content, bytes):
         data = content if content.endswith(b"\n") else content + b"\n"
@@ -287,55 +389,46 @@ def _append(out: BinaryIO, content: Content) -> int:
     return length + (out.write(b"\n") or 0)
 
 
-def _write_batches(
-    tmp: Path, name: str, chunks: Iterable[tuple[str, Content]], limit: int
-) -> list[StagedBatch]:
-    """``chunks`` written in order to files of about ``limit`` bytes."""
-    batches: list[StagedBatch] = []
-    out: BinaryIO | None = None
-    size = 0
-    try:
-        for source, content in chunks:
-            if out is None:
-                batches.append(StagedBatch(tmp / f"{name}-{len(batches):05d}.jsonl", []))
-                out, size = batches[-1].file.open("wb", buffering=0), 0
-            length = _append(out, content)
-            batches[-1].parts.append(StagedPart(source, size, length))
-            size += length
-            if size >= limit:
-                out.close()
-                out = None
-    finally:
-        if out is not None:
-            out.close()
-    return batches
-
-
 def stage_parts(
     tmp: Path, parts: Iterable[Part], batch_bytes: int | None = None
 ) -> list[StagedBatch]:
-    """The parts' records in NDJSON files of about ``batch_bytes``, in part key order.
+    """The parts' records in batches of about ``batch_bytes``, in part key order.
 
-    A batch file's line order is the order of its records' sources: of two copies of a unit the
+    A batch's line order is the order of its records' sources: of two copies of a unit the
     ingest keeps the first (``INGEST_CHOOSE_SQL``), the one in the part first by name; batched
-    in key order, it chooses as one scan of everything would. A run's parts arrive in key order
-    and are written once, as they come (a local file copied by the kernel); parts given out of
-    order are copied once more, in order, from the files they were first written to (memory
-    stays bounded either way).
+    in key order, it chooses as one scan of everything would. Parts are read once, as they come:
+    a local file stays where it is, bytes are spilled to files in ``tmp``; a batch is fed from
+    those ranges only as it is read (``StagedBatch.opened``), so memory stays bounded and parts
+    given out of order cost nothing more. Spilled parts that arrived in key order
+    are read in place, the spill file being the batch.
     """
     limit = INGEST_BATCH_BYTES if batch_bytes is None else batch_bytes
-    arrived = _write_batches(tmp, "arrived", _contents(parts), limit)
-    index = [(part.source, batch.file, part) for batch in arrived for part in batch.parts]
-    if all(a[0] <= b[0] for a, b in itertools.pairwise(index)):
-        return arrived
-    in_key_order = (
-        (source, (file, part.offset, part.length))
-        for source, file, part in sorted(index, key=lambda entry: entry[0])
-    )
-    ordered = _write_batches(tmp, "ordered", in_key_order, limit)
-    for batch in arrived:
-        batch.file.unlink()
-    return ordered
+    spills: set[Path] = set()
+    index = list(_ranges(tmp, parts, limit, spills))
+    in_order = all(a[0] <= b[0] for a, b in itertools.pairwise(index))
+    if not in_order:
+        index.sort(key=lambda entry: entry[0])
+    groups: list[list[tuple[str, Range]]] = [[]]
+    size = 0
+    for entry in index:
+        groups[-1].append(entry)
+        size += entry[1][2]
+        if size >= limit:
+            groups.append([])
+            size = 0
+    batches: list[StagedBatch] = []
+    for group in filter(None, groups):
+        first_file = group[0][1][0]
+        whole = (
+            in_order
+            and first_file in spills
+            and all(file == first_file for _, (file, _, _) in group)
+            and group[0][1][1] == 0
+            and sum(length for _, (_, _, length) in group) == os.stat(first_file).st_size
+        )
+        name = Path(first_file) if whole else tmp / f"batch-{len(batches):05d}.jsonl"
+        batches.append(StagedBatch(name, group, in_place=whole))
+    return batches
 
 
 def _write_ndjson(path: Path, rows: Iterable[dict[str, Any]]) -> None:

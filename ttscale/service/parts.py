@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import json
+import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 
 from ttscale.records import UnitKey, UnitResult
 from ttscale.service.layout import ShardLayout
@@ -54,16 +55,27 @@ def part_objects(store: ObjectStore, shard: ShardLayout) -> Iterator[tuple[str, 
         yield key, store.read_bytes(key)
 
 
-def object_content(store: ObjectStore, key: str) -> bytes | Path:
-    """An object for a reader that takes files or bytes: the file itself where the store is a
-    local directory (never read into Python), else its bytes."""
+def object_content(store: ObjectStore, key: str) -> bytes | str:
+    """An object for a reader that takes files or bytes: the path of the file itself where the
+    store is a local directory (never read into Python), else its bytes."""
     return store.local_file(key) or store.read_bytes(key)
 
 
-def part_contents(store: ObjectStore, shard: ShardLayout) -> Iterator[tuple[str, bytes | Path]]:
-    """Every part object of a shard as ``(key, object_content)``, in write order, read lazily."""
-    for key in store.list(shard.parts):
-        yield key, object_content(store, key)
+def part_contents(
+    store: ObjectStore, shards: Sequence[ShardLayout]
+) -> Iterator[tuple[str, bytes | str]]:
+    """Every part object of ``shards`` as ``(key, object_content)``, shard by shard in write
+    order, read lazily. The store is listed once for all of them, not once per shard: a big
+    run has thousands of shards (one walk of a local store, one paged listing of a bucket)."""
+    if not shards:
+        return
+    # Keys, not paths: the prefix every shard's part keys start with, to the character.
+    keys = store.list(os.path.commonprefix([shard.parts for shard in shards]))  # noqa: RUF071
+    for shard in shards:
+        at = bisect.bisect_left(keys, shard.parts)
+        while at < len(keys) and keys[at].startswith(shard.parts):
+            yield keys[at], object_content(store, keys[at])
+            at += 1
 
 
 def read_parts(store: ObjectStore, shard: ShardLayout) -> list[tuple[str, list[UnitResult]]]:

@@ -280,7 +280,7 @@ def ingest(ctx: RunContext, plan: BatchPlan, flow_run_id: str | None = None) -> 
     bad_rows = [BadRow.model_validate_json(line) for line in errors if line.strip()]
     manifest = manifest or {"engine": ctx.engine.kind, "versions": {}, "profile": {}}
     # Read lazily: the ledger stages each part as it comes, so they are never all in memory.
-    parts = (part for shard in plan.shards for part in part_contents(store, shard))
+    parts = part_contents(store, plan.shards)
     inputs = ((shard.input, object_content(store, shard.input)) for shard in plan.shards)
     run = RunRow(
         run_id=plan.run_id,

@@ -6,7 +6,6 @@ default 6).
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ttscale.errors import RecoverableError, StorageError, TransientStorageError
@@ -72,10 +71,11 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def local_file(self, key: str) -> Path | None:
-        """The file that holds ``key``'s bytes when the store is a local directory, so a reader
-        needs no copy in Python (the ingest has the kernel copy it); None for a remote store or
-        a missing object."""
+    def local_file(self, key: str) -> str | None:
+        """The path of the file that holds ``key``'s bytes when the store is a local directory,
+        so a reader needs no copy in Python (the ingest has the kernel copy it); None for a
+        remote store or a missing object. A string: a run's ingest asks for tens of thousands,
+        and a ``Path`` costs more to make than the copy it saves."""
         ...
 
     def uri(self, key: str) -> str:

@@ -36,7 +36,7 @@ class LocalStore:
         # Resolved once: resolving walks every component, and a run's ingest resolves a key per
         # part object (tens of thousands).
         self._resolved_root = root.resolve()
-        self._listed: dict[str, Path] = {}
+        self._listed: dict[str, str] = {}
         """The files of the last ``list``, by key."""
 
     def _path(self, key: str) -> Path:
@@ -94,27 +94,27 @@ class LocalStore:
         # and keys are cut from the path strings (a run's ingest lists tens of thousands).
         cut = len(str(base)) + 1
         wanted = prefix.lstrip("/")
-        found: dict[str, Path] = {}
+        found: dict[str, str] = {}
         for folder, _, names in os.walk(walk_root):
             for name in names:
                 if not name.startswith(".tmp-"):
                     path = os.path.join(folder, name)
                     key = path[cut:].replace(os.sep, "/")
                     if key.startswith(wanted):
-                        found[key] = Path(path)
+                        found[key] = path
         self._listed = found
         return sorted(found)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def local_file(self, key: str) -> Path | None:
+    def local_file(self, key: str) -> str | None:
         # A key of the last listing is the file the walk found (no resolving it again).
         listed = self._listed.get(key)
         if listed is not None:
             return listed
         path = self._path(key)
-        return path if path.is_file() else None
+        return str(path) if path.is_file() else None
 
     def uri(self, key: str) -> str:
         return (self.root / key).resolve().as_uri()

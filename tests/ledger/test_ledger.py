@@ -476,6 +476,23 @@ def test_parts_are_staged_whole_newline_terminated_and_in_key_order(tmp_path: Pa
         assert [json.loads(line) for line in data.splitlines()] == json.loads(json.dumps(part))
 
 
+def test_read_ahead_hands_out_every_batch_in_order_even_when_a_file_is_gone(
+    tmp_path: Path,
+) -> None:
+    records = _records()
+    files = []
+    for n in range(3):
+        files.append(tmp_path / f"part-{n}")
+        files[-1].write_bytes(_jsonl(records[2 * n : 2 * n + 2]))
+    (tmp_path / "x").mkdir()
+    parts: list[staging.Part] = [(f"k/part-{n}", f) for n, f in enumerate(files)]
+    batches = staging.stage_parts(tmp_path / "x", parts, batch_bytes=1)
+    files[1].unlink()  # the hint is only a hint: a missing file is the feeder's to report
+    assert list(staging.read_ahead(batches)) == batches
+    with batches[2].opened() as staged:
+        assert staged.file.read_bytes() == _jsonl(records[4:6])
+
+
 def test_a_batch_whose_reader_fails_or_reads_nothing_leaves_no_feeder_waiting(
     tmp_path: Path,
 ) -> None:
@@ -490,6 +507,10 @@ def test_a_batch_whose_reader_fails_or_reads_nothing_leaves_no_feeder_waiting(
                     assert len(pipe.read(read)) == read
             raise RuntimeError("the reader failed")
         assert not [t for t in threading.enumerate() if t.name.startswith("ttscale-staging")]
+    # A reader that stops early without failing fails the read: parts were left unread.
+    stopped = pytest.raises(OSError, match=r"unread|staging the parts failed")
+    with stopped, batch.opened() as staged, staged.file.open("rb") as pipe:
+        assert len(pipe.read(1000)) == 1000
     # A feeder that fails makes the read fail, though the reader saw the pipe end.
     part.unlink()
     with pytest.raises(OSError, match="staging the parts failed"), batch.opened() as staged:

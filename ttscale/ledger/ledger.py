@@ -38,7 +38,6 @@ from ttscale.ledger.lake import connect_lake, parse_ledger, retry_lake
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import (
     GENERATION_TOTAL_NAMES,
-    GENERATION_TOTALS_SQL,
     INGEST_ADDED_SQL,
     INGEST_ADDED_TRACK_SQL,
     INGEST_CHOOSE_SQL,
@@ -59,6 +58,7 @@ from ttscale.ledger.staging import (
     RunRow,
     StagedBatch,
     StagedFile,
+    read_ahead,
     stage_parts,
     write_bad_rows,
     write_items,
@@ -300,7 +300,7 @@ class Ledger:
             units = calls = 0
             self.generation_totals = dict.fromkeys(GENERATION_TOTAL_NAMES, 0)
             self.con.execute(INGEST_ADDED_SQL)
-            for batch in batches:
+            for batch in read_ahead(batches):
                 (batch_units, batch_calls), batch_runs = self._ingest_batch(batch)
                 units, calls = units + batch_units, calls + batch_calls
                 runs |= batch_runs
@@ -314,11 +314,8 @@ class Ledger:
         the runs the batch's units belong to. A unit that an earlier batch of the same ingest
         added is in the ledger by then (the transaction sees its own writes), so it is not added
         twice, and an errored one is healed as from an earlier ingest."""
-        with batch.opened() as staged:  # written, read, removed: never on disk for long
+        with batch.opened() as staged:  # a pipe, fed as DuckDB reads it
             self._read_staged(staged, INGEST_UNITS_SQL)
-        totals = self.con.execute(GENERATION_TOTALS_SQL).fetchone() or (0, 0, 0)
-        for name, value in zip(GENERATION_TOTAL_NAMES, totals, strict=True):
-            self.generation_totals[name] += int(value)
         replaced: tuple[Any, ...] = (0, 0)
         may_heal = self.con.execute(INGEST_MAY_HEAL_SQL).fetchone()
         if may_heal and may_heal[0]:  # rare: the ledger holds errored units of these runs
@@ -329,8 +326,11 @@ class Ledger:
                 for statement in INGEST_HEAL_SQL[1:]:
                     self.con.execute(statement)
         self.con.execute(INGEST_CHOOSE_SQL)
-        row = self.con.execute(INGEST_COUNTS_SQL).fetchone()
-        assert row is not None
+        counts = self.con.execute(INGEST_COUNTS_SQL).fetchone()
+        assert counts is not None
+        generated, row = counts[:3], counts[3:]
+        for name, value in zip(GENERATION_TOTAL_NAMES, generated, strict=True):
+            self.generation_totals[name] += int(value)
         if row[2]:
             raise LedgerError(
                 f"ingest failed: {row[2]} call(s) where completion_tokens <> "

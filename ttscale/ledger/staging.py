@@ -75,18 +75,6 @@ _CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
 # DuckLake has no PRIMARY KEY or UNIQUE: a unit's key is kept unique here, by deleting what this
 # ingest replaces and inserting only units the ledger does not hold (an anti-join), in one
 # transaction, so running it again changes nothing.
-# What the staged part lines say the engine generated, every line counted (every attempt,
-# superseded ones included, which the ledger's call rows drop): calls, calls served from the
-# sample cache, and tokens generated (``records.generated_tokens``: older calls count all of
-# theirs). Read from ``ingest_units`` inside the ingest, so the parts are parsed once, by DuckDB.
-GENERATION_TOTALS_SQL = """SELECT
-    coalesce(sum(len(calls)), 0),
-    coalesce(sum(len(list_filter(calls, lambda c: coalesce(c.cached, false)))), 0),
-    coalesce(sum(list_sum(list_transform(
-        calls, lambda c: coalesce(c.generated_tokens, c.completion_tokens)))), 0)
-FROM ingest_units"""
-GENERATION_TOTAL_NAMES = ("calls", "calls_cached", "tokens_generated")
-
 # The staged batch's file replaces $file (``StagedBatch.sql``). Read with insertion order kept,
 # so a row's rowid is its line's place in the batch, the order of its part's key (``stage_parts``).
 INGEST_UNITS_SQL = f"""CREATE OR REPLACE TEMP TABLE ingest_units AS
@@ -115,13 +103,26 @@ INGEST_CHOOSE_SQL = f"""CREATE OR REPLACE TEMP TABLE ingest_chosen AS
     SELECT arg_min(u.rowid, (u.error IS NOT NULL, u.rowid)) AS uid FROM ingest_units u
     WHERE NOT EXISTS (SELECT 1 FROM item_decisions d WHERE {_KEY_MATCH})
     GROUP BY {_KEY_COLS}"""
-# What the batch is about to add: units, calls, and calls that break completion = thinking +
-# answer. DuckLake has no CHECK constraints: a count above 0 fails the ingest before anything
-# is inserted.
-INGEST_COUNTS_SQL = """SELECT count(*), coalesce(sum(len(calls)), 0),
+# One scan of the batch's calls for two sets of counts, after INGEST_CHOOSE_SQL:
+# - what the staged part lines say the engine generated, every line counted (every attempt,
+#   superseded ones included, which the ledger's call rows drop): calls, calls served from the
+#   sample cache, and tokens generated (``records.generated_tokens``: older calls count all of
+#   theirs), so the parts are parsed once, by DuckDB;
+# - what the batch is about to add: units, calls, and calls that break completion = thinking +
+#   answer. DuckLake has no CHECK constraints: a count above 0 fails the ingest before anything
+#   is inserted.
+GENERATION_TOTAL_NAMES = ("calls", "calls_cached", "tokens_generated")
+INGEST_COUNTS_SQL = """SELECT
+    coalesce(sum(len(calls)), 0),
+    coalesce(sum(len(list_filter(calls, lambda c: coalesce(c.cached, false)))), 0),
+    coalesce(sum(list_sum(list_transform(
+        calls, lambda c: coalesce(c.generated_tokens, c.completion_tokens)))), 0),
+    count(chosen.uid),
+    coalesce(sum(len(calls)) FILTER (WHERE chosen.uid IS NOT NULL), 0),
     coalesce(sum(len(list_filter(
-        calls, lambda c: c.completion_tokens <> c.thinking_tokens + c.answer_tokens))), 0)
-    FROM ingest_units WHERE rowid IN (SELECT uid FROM ingest_chosen)"""
+        calls, lambda c: c.completion_tokens <> c.thinking_tokens + c.answer_tokens)))
+        FILTER (WHERE chosen.uid IS NOT NULL), 0)
+FROM ingest_units u LEFT JOIN ingest_chosen chosen ON chosen.uid = u.rowid"""
 INGEST_INSERT_SQL: tuple[str, ...] = (
     f"""INSERT INTO generation_calls ({_CALL_COLS})
     SELECT {_KEY_COLS}, unnest(calls, recursive := true)
@@ -284,6 +285,35 @@ class StagedBatch:
             self.file.unlink(missing_ok=True)
 
 
+def read_ahead(batches: Sequence[StagedBatch]) -> Iterator[StagedBatch]:
+    """``batches`` in order; as each is handed out, the next one's part files are asked of the
+    disk (``posix_fadvise``: the kernel reads them in the background, many at once, while the
+    current batch is parsed), so a run whose parts left the page cache is not read one small
+    file at a time."""
+    if batches:
+        _ask_for(batches[0])
+    for index, batch in enumerate(batches):
+        if index + 1 < len(batches):
+            _ask_for(batches[index + 1])
+        yield batch
+
+
+def _ask_for(batch: StagedBatch) -> None:
+    if not hasattr(os, "posix_fadvise"):  # not on macOS: there, the feeder just reads
+        return
+
+    def ask() -> None:
+        for _, (path, offset, length) in batch.parts:
+            with contextlib.suppress(OSError):  # a hint only: the feeder reads them anyway
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+                finally:
+                    os.close(fd)
+
+    threading.Thread(target=ask, name="ttscale-read-ahead", daemon=True).start()
+
+
 class _Feeder(threading.Thread):
     """Writes ranges into a named pipe, in order, for its one reader (DuckDB)."""
 
@@ -304,28 +334,37 @@ class _Feeder(threading.Thread):
             self.error = exc
 
     def finish(self) -> None:
-        """After the reader read to the end: the feeder is done; its error, if any, raised
-        (a reader that saw the pipe end early read only some of the parts)."""
-        self.join()
+        """After the reader's statement: the feeder is done, and the reader read it all; its
+        error, if any, raised (a reader that saw the pipe end early read only some parts)."""
+        unread = self._drain()
         if self.error is not None:
             raise OSError(f"staging the parts failed: {self.error}") from self.error
+        if unread:
+            raise OSError(f"the reader of {self.pipe.name} left {unread} bytes of parts unread")
 
     def abandon(self) -> None:
-        """After the reader failed: read the rest of the pipe, so the feeder is not left waiting
-        (its open waits for a reader, its writes for room, whether or not DuckDB has let go of
-        the pipe yet), and wait for it to end."""
+        """After the reader failed: the feeder let go of, whatever it was doing."""
+        self._drain()
+
+    def _drain(self) -> int:
+        """Read what is left of the pipe until the feeder ends, so it is never left waiting (its
+        open waits for a reader, its writes for room, whether or not the reader let go of the
+        pipe); returns the bytes read."""
+        drained = 0
         reader = os.open(self.pipe, os.O_RDONLY | os.O_NONBLOCK)
         try:
             while self.is_alive():
                 try:
-                    if os.read(reader, 2**20):
-                        continue
+                    chunk = os.read(reader, 2**20)
                 except BlockingIOError:
-                    pass
-                self.join(0.01)  # empty for now: the feeder is opening or copying
+                    chunk = b""
+                drained += len(chunk)
+                if not chunk:
+                    self.join(0.01)  # empty for now: the feeder is opening or copying
         finally:
             os.close(reader)
         self.join()
+        return drained
 
 
 def _ranges(

@@ -1,14 +1,14 @@
-"""How an ingest is staged: the NDJSON files DuckDB reads a run's records from, and the SQL
-that reads them. ``Ledger`` runs these inside one transaction.
+"""How an ingest is staged: the NDJSON DuckDB reads a run's records from, and the SQL that
+reads it. ``Ledger`` runs these inside one transaction.
 
-The records are never parsed or re-encoded in Python: each part's JSONL is appended whole to a
-batch file (a local store's object copied by the kernel, ``os.sendfile``), in part key order,
-and DuckDB reads a batch file in one ``read_json`` scan (one file, not one per part: DuckDB pays
-per file) with insertion order kept, so a record's rowid orders it as its part's key does.
-Parts are taken in batches of about ``INGEST_BATCH_BYTES``, so memory stays bounded however big
-the run, and a batch is a named pipe, fed by a thread as DuckDB reads it (``StagedBatch.opened``),
-so its bytes are not copied to disk. Items come from the shard input objects the same way; bad rows go through one small
-NDJSON file.
+The records are never parsed or re-encoded in Python: each part's JSONL goes whole, in part key
+order, into a batch (a local store's object copied by the kernel, ``os.sendfile``), and DuckDB
+reads a batch in one ``read_json`` scan (one file, not one per part: DuckDB pays per file) with
+insertion order kept, so a record's rowid orders it as its part's key does. Parts are taken in
+batches of about ``INGEST_BATCH_BYTES``, so memory stays bounded however big the run. A batch is
+a named pipe, fed by a thread as DuckDB reads it (``StagedBatch.opened``), so the parts are not
+copied to disk again, and the next batch's files are read ahead (``read_ahead``). Items come
+from the shard input objects the same way; bad rows go through one small NDJSON file.
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ _KEY_MATCH = " AND ".join(f"d.{k} = u.{k}" for k in _KEY)
 _CALL_COLS = ", ".join([*_KEY, *CALL_FIELDS])
 
 # Each statement runs on its own, inside the ingest's transaction, once per batch of parts, after
-# INGEST_UNITS_SQL has read the batch (``stage_parts``), in the order ``Ledger._ingest_batch`` says. The records are staged
-# once, nested as written; only the chosen units' row ids are copied after that.
+# INGEST_UNITS_SQL has read the batch (``stage_parts``), in the order ``Ledger._ingest_batch``
+# runs them. The records are staged once, nested as written; only the chosen units' row ids are
+# copied after that.
 # DuckLake has no PRIMARY KEY or UNIQUE: a unit's key is kept unique here, by deleting what this
 # ingest replaces and inserting only units the ledger does not hold (an anti-join), in one
 # transaction, so running it again changes nothing.

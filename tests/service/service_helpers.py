@@ -87,24 +87,28 @@ def scripted_request(
     )
 
 
-def ledger_totals(ledger: Path, run_id: str) -> dict[str, Any]:
-    """What must not change between an interrupted and an uninterrupted run."""
+def ledger_rows(ledger: Path, run_id: str, *queries: str) -> list[tuple[Any, ...]]:
+    """The one row each of ``queries`` (each with the run id as its one parameter) returns."""
     con = open_ledger(str(ledger))
     try:
-        calls = con.execute(
-            "SELECT count(*), sum(prompt_tokens), sum(completion_tokens), sum(thinking_tokens), "
-            "sum(answer_tokens) FROM generation_calls WHERE run_id = ?",
-            [run_id],
-        ).fetchone()
-        decisions = con.execute(
-            "SELECT count(*), count(DISTINCT (item_id, strategy, budget)), "
-            "count(*) FILTER (WHERE stop_reason = 'error'), sum(correct::INTEGER), "
-            "sum(completion_tokens) FROM item_decisions WHERE run_id = ?",
-            [run_id],
-        ).fetchone()
+        rows = [con.execute(sql, [run_id]).fetchone() for sql in queries]
     finally:
         con.close()
-    assert calls is not None and decisions is not None
+    assert all(row is not None for row in rows)
+    return [tuple(row) for row in rows if row is not None]
+
+
+def ledger_totals(ledger: Path, run_id: str) -> dict[str, Any]:
+    """What must not change between an interrupted and an uninterrupted run."""
+    calls, decisions = ledger_rows(
+        ledger,
+        run_id,
+        "SELECT count(*), sum(prompt_tokens), sum(completion_tokens), sum(thinking_tokens), "
+        "sum(answer_tokens) FROM generation_calls WHERE run_id = ?",
+        "SELECT count(*), count(DISTINCT (item_id, strategy, budget)), "
+        "count(*) FILTER (WHERE stop_reason = 'error'), sum(correct::INTEGER), "
+        "sum(completion_tokens) FROM item_decisions WHERE run_id = ?",
+    )
     return {
         "calls": calls[0],
         "prompt_tokens": calls[1],

@@ -14,8 +14,8 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.httpsession import URLLib3Session
 from service_helpers import (
     UNITS_PER_ITEM,
+    ledger_rows,
     ledger_totals,
-    open_ledger,
     question_lines,
     scripted_request,
 )
@@ -136,14 +136,10 @@ def scripted_requests() -> int:
 
 def generated_calls(ledger: Path, run_id: str) -> int:
     """The run's calls that the engine generated (not served from the sample cache)."""
-    con = open_ledger(str(ledger))
-    try:
-        row = con.execute(
-            "SELECT count(*) FILTER (WHERE NOT coalesce(cached, false)) FROM generation_calls "
-            "WHERE run_id = ?",
-            [run_id],
-        ).fetchone()
-    finally:
-        con.close()
-    assert row is not None
-    return int(row[0])
+    ((generated,),) = ledger_rows(
+        ledger,
+        run_id,
+        "SELECT count(*) FILTER (WHERE NOT coalesce(cached, false)) FROM generation_calls "
+        "WHERE run_id = ?",
+    )
+    return int(generated)

@@ -52,7 +52,7 @@ ESCAPES: list[tuple[str, str, str]] = [
     ("read-csv-passwd", "SELECT * FROM read_csv('/etc/passwd')", 'file "/etc/passwd"'),
     ("read-csv-auto", "SELECT * FROM read_csv_auto('/etc/passwd', sep=':')", "/etc/passwd"),
     ("read-csv-url", "SELECT * FROM read_csv('http://127.0.0.1:9/x.csv')", "127.0.0.1:9"),
-    ("glob-root", "SELECT * FROM glob('/root/*')", 'file "/root/*"'),
+    ("glob-etc", "SELECT * FROM glob('/etc/*')", 'file "/etc/*"'),
     ("glob-tmp", "SELECT * FROM glob('{tmp}/*')", "Cannot access file"),
     ("read-parquet", "SELECT * FROM read_parquet('{victim}')", "Cannot access file"),
     ("parquet-metadata", "SELECT * FROM parquet_metadata('{victim}')", "Cannot access file"),
@@ -86,7 +86,7 @@ ESCAPES: list[tuple[str, str, str]] = [
     ("pragma-checkpoint", "PRAGMA force_checkpoint", "PRAGMA statements"),
     ("export-database", "EXPORT DATABASE '{tmp}/export'", "EXPORT DATABASE statements"),
     ("import-database", "IMPORT DATABASE '{tmp}'", "IMPORT DATABASE statements"),
-    ("call-glob", "CALL glob('/root/*')", "refused: CALL"),
+    ("call-glob", "CALL glob('/etc/*')", "refused: CALL"),
     ("call-read-text", "CALL read_text('/etc/passwd')", "refused: CALL"),
     ("create-secret", "CREATE SECRET s (TYPE s3, KEY_ID 'k', SECRET 'v')", "CREATE SECRET"),
     (
@@ -143,7 +143,7 @@ FORMATS = ("table", "csv", "json")
 # The rest run in-process through the same Typer app (a subprocess costs ~2 s of imports).
 IN_SUBPROCESS = {
     "escape:copy-overwrites-file", "escape:attach-read-write", "escape:attach-then-delete",
-    "escape:read-text-shadow", "escape:read-csv-passwd", "escape:glob-root",
+    "escape:read-text-shadow", "escape:read-csv-passwd", "escape:glob-etc",
     "escape:read-parquet", "escape:read-json", "escape:two-selects", "escape:install",
     "escape:load", "escape:set-external-access", "escape:reset", "escape:pragma-set",
     "escape:export-database", "escape:call-glob", "escape:create-secret", "escape:detach",

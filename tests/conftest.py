@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -252,3 +253,16 @@ def pytest_make_collect_report(collector: pytest.Collector) -> object:
             "(CI is set: a skip here means its tests did not run; install what they need)"
         )
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Close the process's engine host (vLLM engines in-process) while pytest's streams are open.
+
+    Its own atexit close runs after pytest has closed the captured stream vLLM's logger writes
+    to, and every shutdown line then prints a "--- Logging error ---" traceback at the end of
+    the run. Only where a test created the host: importing it here would start nothing.
+    """
+    host_module = sys.modules.get("ttscale.engines.host")
+    host = getattr(host_module, "_host", None) if host_module is not None else None
+    if host is not None:
+        host.close()

@@ -181,6 +181,7 @@ REQUIRED_IN_CI: dict[str, str] = {
     "tests/service/test_run_form.py": "needs the browser (chromium)",
     "tests/service/test_seaweedfs.py": "needs SeaweedFS (weed)",
     "tests/ledger/test_lake_concurrency.py": "needs PostgreSQL (initdb, pg_ctl) for its Postgres cases",
+    "tests/ledger/test_compact.py::test_compact_on_postgres_and_s3": "needs PostgreSQL (initdb, pg_ctl)",
     "tests/reliability/test_real_outages.py": "needs real vLLM (vllm serve) and SeaweedFS (weed)",
 }
 

@@ -86,3 +86,9 @@ def postgres_server() -> Iterator[Callable[[], str]]:
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_s3_ledger(postgres_server: Callable[[], str], s3_env: str) -> str:
+    """A Postgres catalog (fresh database) with the Parquet data on moto's S3 server."""
+    return f"ducklake:postgres:{postgres_server()} data_path=s3://{s3_env}/lake/"

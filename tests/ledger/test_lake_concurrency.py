@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -212,12 +211,6 @@ def test_concurrent_batches_and_readers_on_a_sqlite_catalog(tmp_path: Path) -> N
 
 def test_kill_9_mid_commit_then_rerun_on_a_sqlite_catalog(tmp_path: Path) -> None:
     _kill_mid_commit(str(tmp_path / "ledger.sqlite"), tmp_path)
-
-
-@pytest.fixture
-def postgres_s3_ledger(postgres_server: Callable[[], str], s3_env: str) -> str:
-    """A Postgres catalog (fresh database) with the Parquet data on moto's S3 server."""
-    return f"ducklake:postgres:{postgres_server()} data_path=s3://{s3_env}/lake/"
 
 
 def test_concurrent_batches_and_readers_on_postgres_and_s3(postgres_s3_ledger: str) -> None:

@@ -34,7 +34,7 @@ import duckdb
 from ttscale import tempfiles
 from ttscale.errors import LedgerError
 from ttscale.ledger.figures import encode_rows, figure_rows, insert_sql
-from ttscale.ledger.lake import connect_lake, parse_ledger, retry_lake
+from ttscale.ledger.lake import LAKE, connect_lake, parse_ledger, retry_lake
 from ttscale.ledger.migrations import MIGRATIONS
 from ttscale.ledger.staging import (
     GENERATION_TOTAL_NAMES,
@@ -148,6 +148,20 @@ class Ledger:
             if isinstance(exc, duckdb.Error):
                 raise LedgerError(f"{what} failed: {exc}") from None
             raise
+
+    def merge_files(self) -> None:
+        """DuckLake's file upkeep (``ttscale ledger compact``): inlined rows written out to
+        Parquet, adjacent small files merged, files with many deleted rows rewritten. The rows
+        stay the same. Each step commits alone (DuckLake refuses a transaction that both
+        changes rows, as the ingest lock does, and compacts), and is retried on a conflict with
+        an ingest that deleted rows of the same files."""
+
+        @retry_lake
+        def call(step: str) -> None:
+            self.con.execute(f"CALL ducklake_{step}('{LAKE}')").fetchall()
+
+        for step in ("flush_inlined_data", "merge_adjacent_files", "rewrite_data_files"):
+            call(step)
 
     def record_run(self, run: RunRow) -> None:
         """Add the run's row once (status ``ingested``); a resumed run keeps its first row."""

@@ -44,7 +44,7 @@ def _k8s_docs(path: Path) -> list[dict[str, Any]]:
 def test_prefect_yaml_accepted_by_prefect_model() -> None:
     models = pytest.importorskip("prefect.cli.deploy._models")
     model = models.PrefectYamlModel.model_validate(_load(PREFECT_YAML))
-    assert {d.name for d in model.deployments} == {"nightly", "adhoc", "gpu"}
+    assert {d.name for d in model.deployments} == {"nightly", "adhoc", "gpu", "weekly"}
 
 
 def _deployment_names_in_prefect_yaml() -> set[str]:
@@ -65,7 +65,12 @@ def test_served_and_deployed_names_do_not_collide() -> None:
     deployed = _deployment_names_in_prefect_yaml()
     nightly = BatchRequest.model_validate({"input_uri": "questions.jsonl"})
     served = {f"{d.flow_name}/{d.name}" for d in local_deployments(nightly)}
-    assert deployed == {"ttscale-batch/nightly", "ttscale-batch/adhoc", "ttscale-shard/gpu"}
+    assert deployed == {
+        "ttscale-batch/nightly",
+        "ttscale-batch/adhoc",
+        "ttscale-shard/gpu",
+        "ttscale-ledger-compact/weekly",
+    }
     assert len(served) == 3
     assert SHARD_DEPLOYMENT_LOCAL in served
     assert not served & deployed, served & deployed
@@ -113,6 +118,20 @@ def test_nightly_schedule_and_limit() -> None:
 def test_parameters_are_a_valid_batch_request(name: str) -> None:
     request = BatchRequest.model_validate(_deployments()[name]["parameters"]["request"])
     assert request.input_uri == "s3://ttscale/questions/"
+
+
+def test_weekly_compaction_after_the_nightly_batch() -> None:
+    from flows.maintenance import ttscale_ledger_compact
+    from ttscale.ledger.maintenance import parse_keep
+
+    dep = _deployments()["weekly"]
+    assert dep["entrypoint"] == "flows/maintenance.py:ttscale_ledger_compact"
+    assert ttscale_ledger_compact.name == "ttscale-ledger-compact"
+    (schedule,) = dep["schedules"]
+    assert (schedule["cron"], schedule["timezone"]) == ("0 4 * * 0", "UTC")
+    assert dep["concurrency_limit"] == 1 and dep["work_pool"]["name"] == "gpu-pool"
+    assert parse_keep(dep["parameters"]["keep"]).days == 7
+    assert "ledger_path" not in dep["parameters"]  # the worker's $TTSCALE_LEDGER
 
 
 def test_nightly_uses_the_vllm_server() -> None:

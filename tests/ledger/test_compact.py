@@ -234,3 +234,28 @@ def test_compact_cli_errors_are_one_line_with_their_exit_code(tmp_path: Path) ->
     assert not (tmp_path / "none.sqlite").exists()
     bad_keep = run("--ledger", str(tmp_path / "none.sqlite"), "--keep", "5x")
     assert bad_keep.returncode == 2 and "--keep '5x'" in bad_keep.stderr
+
+
+def test_the_weekly_flow_compacts_the_services_ledger(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As prefect.yaml's ``weekly`` deployment runs it: no ledger given, the pod's one."""
+    from prefect.artifacts import Artifact
+
+    from flows.maintenance import ttscale_ledger_compact
+    from ttscale.schemas import LEDGER_ENV
+
+    ledger = tmp_path / "service-ledger.sqlite"
+    monkeypatch.setenv(LEDGER_ENV, str(ledger))
+    nights = [f"night-{i}" for i in range(4)]
+    _ingest(ledger, nights)
+    result = ttscale_ledger_compact(keep="0")
+    assert result["ledger"].endswith(str(ledger))
+    assert result["after"]["data_files"] < result["before"]["data_files"]
+    assert (
+        len(_parquet_on_disk(ledger))
+        == result["after"]["data_files"] + result["after"]["delete_files"]
+    )
+    assert _totals(ledger) == {r: expected_totals(r) for r in nights}
+    artifact = Artifact.get("ledger-compact")
+    assert artifact is not None and "| before |" in str(artifact.data)

@@ -63,7 +63,7 @@ def compact_command(
         str,
         typer.Option(
             help="How long replaced files and old snapshots stay for readers and time travel "
-            "(e.g. 7d, 12h, 30m; 0 frees the space now, for a ledger nobody is reading)."
+            "(e.g. 7d, 12h, 30m; 0 frees the space now, for a ledger nobody is using)."
         ),
     ] = "7d",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -74,8 +74,9 @@ def compact_command(
     merges small files and rewrites files with many deleted rows (the rows, and every query,
     stay the same), expires snapshots older than --keep, and deletes files replaced more than
     --keep ago, and files no snapshot knows (left by a killed writer) once older than --keep and
-    a day. Safe while batches run: the merge waits its turn with their ingests. A lake that
-    cannot be opened or written exits 7; a bad --keep exits 2.
+    a day. Safe while batches run with the default --keep: each step commits alone and is retried
+    on a conflict with an ingest. A lake that cannot be opened or written exits 7; a bad --keep
+    exits 2.
 
     Examples:
 

@@ -3,11 +3,12 @@
 Every ingest commits its own Parquet files and snapshot, and DuckLake never deletes a data file
 by itself (old snapshots can still be read, "time travel"). A ledger fed by many batches so
 collects many small files, the delete files of re-ingests and heals, and every snapshot. This
-runs DuckLake's own maintenance, in the order its ``CHECKPOINT`` does, with one retention window:
+runs DuckLake's own maintenance functions (those its ``CHECKPOINT`` runs), with one retention
+window instead of the catalog-wide options ``CHECKPOINT`` reads:
 
-1. one transaction, serialised with ingests by the ingest lock row: small inlined rows are
-   written out to Parquet, adjacent small files are merged, and files with many deleted rows are
-   rewritten. The rows (and so every query) are the same before and after;
+1. small inlined rows are written out to Parquet, adjacent small files are merged, and files
+   with many deleted rows are rewritten (``Ledger.merge_files``; each step commits alone and is
+   retried on a conflict with an ingest). The rows, and so every query, are the same after;
 2. snapshots older than ``keep`` are expired (time travel to them ends);
 3. files replaced more than ``keep`` ago are deleted, and so are files in the data path that no
    snapshot knows (left by a writer killed before its commit) once they are older than ``keep``
@@ -15,7 +16,7 @@ runs DuckLake's own maintenance, in the order its ``CHECKPOINT`` does, with one 
 
 A reader that started before step 1 may still be scanning the replaced files, so they are kept
 for ``keep`` (default 7 days, as DuckLake advises "a few days"); ``keep=0`` frees the space at
-once, for a ledger nobody is reading.
+once, for a ledger nobody is using.
 """
 
 from __future__ import annotations

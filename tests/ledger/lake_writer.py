@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,6 +88,33 @@ def main(ledger: str, run_ids: list[str]) -> None:
             run = RunRow(run_id, "f" * 16, "scripted", "scripted", 0, {}, {}, {})
             lake.ingest_run(run, questions, [], [(f"{run_id}/part-0", jsonl)])
     print(json.dumps({"runs": run_ids, "seconds": round(time.monotonic() - started, 2)}))
+
+
+def start_writer(
+    ledger: str, run_ids: list[str], env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """This script in a process of its own, ingesting ``run_ids`` into ``ledger``."""
+    return subprocess.Popen(
+        [sys.executable, __file__, ledger, *run_ids],
+        env=os.environ | (env or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill_inside_commit(ledger: str, run_id: str, marker: Path, pause_s: str = "60") -> None:
+    """A writer of ``run_id`` killed with SIGKILL where it pauses (``LAKE_WRITER_PAUSE``): inside
+    its ingest transaction, just before COMMIT (``pause_s`` 0: as it commits)."""
+    writer = start_writer(
+        ledger, [run_id], {"LAKE_WRITER_PAUSE": str(marker), "LAKE_WRITER_PAUSE_S": pause_s}
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists() and writer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert marker.exists(), writer.communicate()[1][-2000:]
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.communicate()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,13 +19,12 @@ from typing import Any
 
 import lake_writer
 import pytest
-from lake_writer import expected_totals
+from lake_writer import expected_totals, kill_inside_commit, start_writer
 
 from ttscale.errors import ConfigError
 from ttscale.ledger import Ledger
 from ttscale.ledger.maintenance import compact_ledger, parse_keep
 
-WRITER = Path(__file__).with_name("lake_writer.py")
 TOTALS_SQL = "SELECT run_id, count(*), sum(completion_tokens) FROM generation_calls GROUP BY run_id"
 
 
@@ -113,19 +111,7 @@ def test_orphans_of_a_killed_writer_go_only_once_a_day_old(tmp_path: Path) -> No
     clean = _parquet_on_disk(ledger)
 
     # A writer killed before its COMMIT leaves the Parquet files it wrote, known to no snapshot.
-    marker = tmp_path / "held.marker"
-    writer = subprocess.Popen(
-        [sys.executable, str(WRITER), str(ledger), "killed"],
-        env=os.environ | {"LAKE_WRITER_PAUSE": str(marker), "LAKE_WRITER_PAUSE_S": "60"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while not marker.exists() and writer.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert marker.exists(), writer.communicate()[1][-2000:]
-    os.kill(writer.pid, signal.SIGKILL)
-    writer.communicate()
+    kill_inside_commit(str(ledger), "killed", tmp_path / "held.marker")
     orphans = _parquet_on_disk(ledger) - clean
     assert orphans
 
@@ -174,15 +160,7 @@ def test_compact_while_batches_ingest_loses_nothing(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.sqlite"
     _ingest(ledger, ["seed-0", "seed-1"])
     groups = [[f"w{w}-b{b}" for b in range(3)] for w in range(2)]
-    writers = [
-        subprocess.Popen(
-            [sys.executable, str(WRITER), str(ledger), *group],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for group in groups
-    ]
+    writers = [start_writer(str(ledger), group) for group in groups]
     compactions, errors = 0, []
     stop = threading.Event()
 

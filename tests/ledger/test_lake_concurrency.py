@@ -12,8 +12,6 @@ Every figure is printed (``pytest -s``): writer seconds, reads done, transient e
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,12 +20,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from lake_writer import expected_totals
+from lake_writer import expected_totals, kill_inside_commit, start_writer
 
 from ttscale.ledger.lake import attach_sql, is_transient, load_extensions, parse_ledger
 from ttscale.ledger.migrations import MIGRATIONS
 
-WRITER = Path(__file__).with_name("lake_writer.py")
 WRITERS, RUNS_EACH = 4, 3
 TOTALS_SQL = (
     "SELECT run_id, count(*) AS calls, sum(completion_tokens) AS tokens "
@@ -35,16 +32,6 @@ TOTALS_SQL = (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _writer(ledger: str, run_ids: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(WRITER), ledger, *run_ids],
-        env=os.environ | (env or {}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 class Readers:
@@ -152,7 +139,7 @@ def _concurrent_batches(ledger: str) -> None:
     groups = [[f"w{w}-b{b}" for b in range(RUNS_EACH)] for w in range(WRITERS)]
     started = time.monotonic()
     with Readers(ledger) as readers:
-        writers = [_writer(ledger, group) for group in groups]
+        writers = [start_writer(ledger, group) for group in groups]
         outputs = [w.communicate(timeout=600) for w in writers]
         time.sleep(0.5)  # one more read after the last commit
     failed = [err for w, (_, err) in zip(writers, outputs, strict=True) if w.returncode != 0]
@@ -185,21 +172,10 @@ def _kill_mid_commit(ledger: str, tmp: Path) -> None:
 
     Ledger(ledger).close()
     for case, pause_s in (("held", "60"), ("committing", "0")):
-        marker = tmp / f"{case}.marker"
-        writer = _writer(
-            ledger,
-            [f"kill-{case}"],
-            {"LAKE_WRITER_PAUSE": str(marker), "LAKE_WRITER_PAUSE_S": pause_s},
-        )
-        deadline = time.monotonic() + 120
-        while not marker.exists() and writer.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert marker.exists(), writer.communicate()[1][-2000:]
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.communicate()
+        kill_inside_commit(ledger, f"kill-{case}", tmp / f"{case}.marker", pause_s)
         seen = _totals(ledger).get(f"kill-{case}")
         assert seen in (None, expected_totals(f"kill-{case}")), seen  # nothing, or all of it
-        again = _writer(ledger, [f"kill-{case}"])
+        again = start_writer(ledger, [f"kill-{case}"])
         _, err = again.communicate(timeout=300)
         assert again.returncode == 0, err[-2000:]
     _check_exact(ledger, ["kill-committing", "kill-held"])
@@ -229,7 +205,7 @@ def _same_run_twice(ledger: str) -> None:
 
     Ledger(ledger).close()
     run_ids = [f"same-{b}" for b in range(RUNS_EACH)]
-    writers = [_writer(ledger, run_ids) for _ in range(2)]
+    writers = [start_writer(ledger, run_ids) for _ in range(2)]
     for writer in writers:
         _, err = writer.communicate(timeout=600)
         assert writer.returncode == 0, err[-2000:]

@@ -52,6 +52,12 @@ def run_records(run_id: str) -> list[dict[str, Any]]:
     return records
 
 
+TOTALS_SQL = (
+    "SELECT run_id, count(*) AS calls, sum(completion_tokens) AS tokens "
+    "FROM generation_calls GROUP BY run_id ORDER BY run_id"
+)
+
+
 def expected_totals(run_id: str) -> tuple[int, int]:
     """(calls, completion tokens) of one run."""
     calls = [c for r in run_records(run_id) for c in r["calls"]]
@@ -88,6 +94,29 @@ def main(ledger: str, run_ids: list[str]) -> None:
             run = RunRow(run_id, "f" * 16, "scripted", "scripted", 0, {}, {}, {})
             lake.ingest_run(run, questions, [], [(f"{run_id}/part-0", jsonl)])
     print(json.dumps({"runs": run_ids, "seconds": round(time.monotonic() - started, 2)}))
+
+
+def lake_totals(ledger: str | Path) -> dict[str, tuple[int, int]]:
+    """(calls, completion tokens) of each run the lake holds."""
+    from ttscale.ledger import Ledger
+
+    with Ledger(ledger, read_only=True) as lake:
+        _, rows = lake.query(TOTALS_SQL)
+    return {run_id: (calls, tokens) for run_id, calls, tokens in rows}
+
+
+def check_exact(ledger: str | Path, run_ids: list[str]) -> None:
+    """The lake holds these runs and no other, each once and whole: its calls and tokens, and
+    one decision per unit."""
+    from ttscale.ledger import Ledger
+
+    assert lake_totals(ledger) == {r: expected_totals(r) for r in run_ids}
+    with Ledger(ledger, read_only=True) as lake:
+        _, rows = lake.query(
+            "SELECT count(*) FROM (SELECT run_id, item_id, strategy, budget FROM item_decisions "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        )
+        assert rows == [(0,)]
 
 
 def start_writer(

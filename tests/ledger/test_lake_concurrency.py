@@ -20,16 +20,19 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from lake_writer import expected_totals, kill_inside_commit, start_writer
+from lake_writer import (
+    TOTALS_SQL,
+    check_exact,
+    expected_totals,
+    kill_inside_commit,
+    lake_totals,
+    start_writer,
+)
 
 from ttscale.ledger.lake import attach_sql, is_transient, load_extensions, parse_ledger
 from ttscale.ledger.migrations import MIGRATIONS
 
 WRITERS, RUNS_EACH = 4, 3
-TOTALS_SQL = (
-    "SELECT run_id, count(*) AS calls, sum(completion_tokens) AS tokens "
-    "FROM generation_calls GROUP BY run_id ORDER BY run_id"
-)
 
 pytestmark = pytest.mark.slow
 
@@ -111,27 +114,6 @@ class Readers:
             con.close()
 
 
-def _totals(ledger: str) -> dict[str, tuple[int, int]]:
-    from ttscale.ledger import Ledger
-
-    with Ledger(ledger, read_only=True) as lake:
-        _, rows = lake.query(TOTALS_SQL)
-    return {run_id: (calls, tokens) for run_id, calls, tokens in rows}
-
-
-def _check_exact(ledger: str, run_ids: list[str]) -> None:
-    """Every run once, whole: its calls and tokens, and one decision per unit."""
-    from ttscale.ledger import Ledger
-
-    assert _totals(ledger) == {r: expected_totals(r) for r in run_ids}
-    with Ledger(ledger, read_only=True) as lake:
-        _, rows = lake.query(
-            "SELECT count(*) FROM (SELECT run_id, item_id, strategy, budget FROM item_decisions "
-            "GROUP BY ALL HAVING count(*) > 1)"
-        )
-        assert rows == [(0,)]
-
-
 def _concurrent_batches(ledger: str) -> None:
     from ttscale.ledger import Ledger
 
@@ -162,7 +144,7 @@ def _concurrent_batches(ledger: str) -> None:
     assert failed == [], failed[0][-2000:]
     assert readers.failures == [], readers.failures[:5]
     assert readers.reads["sql"] > 0 and readers.reads["held"] > 0
-    _check_exact(ledger, [r for group in groups for r in group])
+    check_exact(ledger, [r for group in groups for r in group])
 
 
 def _kill_mid_commit(ledger: str, tmp: Path) -> None:
@@ -173,12 +155,12 @@ def _kill_mid_commit(ledger: str, tmp: Path) -> None:
     Ledger(ledger).close()
     for case, pause_s in (("held", "60"), ("committing", "0")):
         kill_inside_commit(ledger, f"kill-{case}", tmp / f"{case}.marker", pause_s)
-        seen = _totals(ledger).get(f"kill-{case}")
+        seen = lake_totals(ledger).get(f"kill-{case}")
         assert seen in (None, expected_totals(f"kill-{case}")), seen  # nothing, or all of it
         again = start_writer(ledger, [f"kill-{case}"])
         _, err = again.communicate(timeout=300)
         assert again.returncode == 0, err[-2000:]
-    _check_exact(ledger, ["kill-committing", "kill-held"])
+    check_exact(ledger, ["kill-committing", "kill-held"])
 
 
 def test_concurrent_batches_and_readers_on_a_sqlite_catalog(tmp_path: Path) -> None:
@@ -209,7 +191,7 @@ def _same_run_twice(ledger: str) -> None:
     for writer in writers:
         _, err = writer.communicate(timeout=600)
         assert writer.returncode == 0, err[-2000:]
-    _check_exact(ledger, run_ids)
+    check_exact(ledger, run_ids)
 
 
 def test_the_same_run_ingested_twice_at_once_counts_once_on_sqlite(tmp_path: Path) -> None:
